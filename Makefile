@@ -1,0 +1,30 @@
+# SecAI Fleet. `make test` runs every test; `make cluster-up` starts a local control plane.
+SHELL := /bin/bash
+TSX := node_modules/.bin/tsx
+
+.PHONY: deps tools test generate cluster-up cluster-down
+
+node_modules: package.json package-lock.json
+	npm ci --no-fund --no-audit
+	@touch node_modules
+
+# Debian packages (root).
+deps:
+	hack/install-deps.sh
+
+# kube-apiserver, kubectl, etcd, etcdctl, helm, cosign from the Go module proxy, cached by version.
+tools:
+	hack/install-tools.sh
+
+test: node_modules tools
+	hack/run-tests.sh
+
+# Regenerates the CRD YAML and TypeScript types from api/crd/.
+generate: node_modules
+	$(TSX) hack/gen/generate.ts
+
+cluster-up: node_modules tools
+	$(TSX) hack/control-plane/cli.ts up
+
+cluster-down: node_modules
+	$(TSX) hack/control-plane/cli.ts down

@@ -1,0 +1,5 @@
+import type { Rule } from 'eslint';
+
+export function layeringViolation(fromFile: string, toFile: string): string | undefined;
+declare const rule: Rule.RuleModule;
+export default rule;

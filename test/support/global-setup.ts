@@ -1,0 +1,19 @@
+// Starts one real control plane (etcd + kube-apiserver from hack/) for the whole test run and
+// installs the CRDs. USE_EXISTING_CLUSTER=true with KUBECONFIG uses a cluster the user already has.
+import { startControlPlane } from '../../hack/control-plane/control-plane.js';
+import { installCrds } from '../../hack/control-plane/crds.js';
+import { SHARED_CONTROL_PLANE_DIR } from './environment.js';
+
+export default async function globalSetup(): Promise<void> {
+  if (process.env.USE_EXISTING_CLUSTER === 'true') {
+    const kubeconfig = process.env.KUBECONFIG;
+    if (!kubeconfig) throw new Error('USE_EXISTING_CLUSTER=true needs KUBECONFIG');
+    process.env.SECAI_TEST_KUBECONFIG = kubeconfig;
+    await installCrds(kubeconfig);
+    return;
+  }
+  const state = await startControlPlane({ dir: SHARED_CONTROL_PLANE_DIR });
+  await installCrds(state.kubeconfig);
+  process.env.SECAI_TEST_KUBECONFIG = state.kubeconfig;
+  process.stderr.write(`\ncontrol plane for tests: ${state.apiServerUrl}, ready in ${state.startupMs} ms\n`);
+}

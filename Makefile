@@ -5,7 +5,7 @@ TSX := node_modules/.bin/tsx
 .PHONY: deps tools test generate cluster-up cluster-down
 
 node_modules: package.json package-lock.json
-	npm ci --no-fund --no-audit
+	npm install --no-save --no-fund --no-audit
 	@touch node_modules
 
 # Debian packages (root).

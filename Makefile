@@ -19,9 +19,10 @@ tools:
 test: node_modules tools
 	hack/run-tests.sh
 
-# Regenerates the CRD YAML and TypeScript types from api/crd/.
+# Regenerates the CRD YAML and TypeScript types from api/crd/, and the channel code from api/proto/.
 generate: node_modules
 	$(TSX) hack/gen/generate.ts
+	cd api/proto && ../../node_modules/.bin/buf lint && ../../node_modules/.bin/buf generate -o ../gen/proto
 
 cluster-up: node_modules tools
 	$(TSX) hack/control-plane/cli.ts up

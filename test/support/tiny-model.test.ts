@@ -17,7 +17,7 @@ it('is read by @huggingface/gguf with every key and tensor', async () => {
     const { sizeBytes } = writeTinyModel(path);
     const parsed = await gguf(path, { allowLocalFile: true });
     expect(parsed.metadata['general.architecture']).toBe('llama');
-    expect(parsed.metadata['tokenizer.ggml.tokens']).toHaveLength(tinyModelVocabulary().tokens.length);
+    expect((parsed.metadata as Record<string, unknown>)['tokenizer.ggml.tokens']).toHaveLength(tinyModelVocabulary().tokens.length);
     expect(parsed.tensorInfos).toHaveLength(21);
     const last = parsed.tensorInfos.at(-1);
     expect(last?.name).toBe('blk.1.ffn_down.weight');

@@ -1,0 +1,44 @@
+// What the node's duties record in the tamper-evident audit log. The log itself (Merkle tree,
+// signed tree heads, proofs) implements AuditSink; duties depend only on this interface.
+
+/** Security-relevant acts, as DESIGN.md §5 lists them. */
+export type AuditEventType =
+  | 'plan.applied'
+  | 'plan.rejected'
+  | 'egress.applied'
+  | 'egress.drops'
+  | 'model.promoted'
+  | 'model.rejected'
+  | 'model.contained'
+  | 'model.removed'
+  | 'service.started'
+  | 'service.stopped'
+  | 'service.failed'
+  | 'vault.locked'
+  | 'vault.checked'
+  | 'attestation.checked'
+  | 'identity.refused'
+  | 'agent.started';
+
+/** Flat values only: counts, states, digests, names. Never prompts, responses, tokens or model bytes. */
+export type AuditValue = string | number | boolean | null;
+
+export interface AuditEvent {
+  type: AuditEventType;
+  /** What the event is about (a model digest, a service name, a plan generation). */
+  subject?: string;
+  data: Record<string, AuditValue>;
+}
+
+export interface AuditSink {
+  record(event: AuditEvent): Promise<void>;
+}
+
+/** Keeps events in memory: for unit tests of duties and for simulated agents. */
+export class MemoryAuditSink implements AuditSink {
+  readonly events: AuditEvent[] = [];
+
+  async record(event: AuditEvent): Promise<void> {
+    this.events.push(structuredClone(event));
+  }
+}

@@ -7,18 +7,24 @@ cd "$(dirname "$0")/.." || exit 1
 export PATH="$PWD/node_modules/.bin:$PATH"
 out=.test-output
 mkdir -p "$out"
-rm -f "$out/jest.json"
+# Each run has its own control plane and report, so that runs in one checkout do not collide.
+export SECAI_TEST_RUN_ID=$$
+report="$out/jest-$SECAI_TEST_RUN_ID.json"
 
 # The jest global setup stops its control plane itself; this covers interrupts and crashes.
-cleanup() { tsx hack/control-plane/cli.ts down "$PWD/$out/control-plane" >/dev/null 2>&1 || true; }
+cleanup() {
+  tsx hack/control-plane/cli.ts down "$PWD/$out/control-plane-$SECAI_TEST_RUN_ID" >/dev/null 2>&1 || true
+  rm -f "$report"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-NODE_OPTIONS=--experimental-vm-modules jest --json --outputFile="$out/jest.json" "$@"
+NODE_OPTIONS=--experimental-vm-modules jest --json --outputFile="$report" "$@"
 status=$?
 
-if [ -s "$out/jest.json" ]; then
-  node hack/test-summary.mjs "$out/jest.json"
+if [ -s "$report" ]; then
+  cp "$report" "$out/jest.json"
+  node hack/test-summary.mjs "$report"
 else
   echo "0 passed, 1 failed"
 fi

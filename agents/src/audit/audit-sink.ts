@@ -2,23 +2,27 @@
 // signed tree heads, proofs) implements AuditSink; duties depend only on this interface.
 
 /** Security-relevant acts, as DESIGN.md §5 lists them. */
-export type AuditEventType =
-  | 'plan.applied'
-  | 'plan.rejected'
-  | 'egress.applied'
-  | 'egress.drops'
-  | 'model.promoted'
-  | 'model.rejected'
-  | 'model.contained'
-  | 'model.removed'
-  | 'service.started'
-  | 'service.stopped'
-  | 'service.failed'
-  | 'vault.locked'
-  | 'vault.checked'
-  | 'attestation.checked'
-  | 'identity.refused'
-  | 'agent.started';
+export const AUDIT_EVENT_TYPES = [
+  'plan.applied',
+  'plan.rejected',
+  'egress.applied',
+  'egress.drops',
+  'model.promoted',
+  'model.rejected',
+  'model.contained',
+  'model.removed',
+  'service.started',
+  'service.stopped',
+  'service.failed',
+  'vault.locked',
+  'vault.lock-failed',
+  'vault.checked',
+  'attestation.checked',
+  'identity.refused',
+  'agent.started',
+] as const;
+
+export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
 /** Flat values only: counts, states, digests, names. Never prompts, responses, tokens or model bytes. */
 export type AuditValue = string | number | boolean | null;

@@ -1,0 +1,101 @@
+// A software TPM (swtpm) for tests and the lab: socket mode on free loopback ports, state in a
+// directory, started fresh (not-need-init, startup-clear). It dies with the process that started it.
+import { spawn } from 'node:child_process';
+import { mkdir, readFile } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { join } from 'node:path';
+
+export interface Swtpm {
+  /** TPM2TOOLS_TCTI value for tpm2-tools. */
+  tcti: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+function listen(port: number): Promise<ReturnType<typeof createServer> | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+const closeServer = (server: ReturnType<typeof createServer>) => new Promise<void>((r) => server.close(() => r()));
+
+/** Two consecutive free loopback ports: the swtpm TCTI finds the control port at server port + 1. */
+async function freePortPair(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = await listen(0);
+    if (!first) continue;
+    const address = first.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    const second = port > 0 && port < 65535 ? await listen(port + 1) : undefined;
+    await closeServer(first);
+    if (second) {
+      await closeServer(second);
+      return port;
+    }
+  }
+  throw new Error('no two consecutive free loopback ports');
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts swtpm with its state in `stateDir`; `stop()` ends it (SIGTERM, then SIGKILL after 2 s). */
+export async function startSwtpm(stateDir: string, options: { detached?: boolean } = {}): Promise<Swtpm> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const server = await freePortPair();
+  const ctrl = server + 1;
+  const args = [
+    'socket', '--tpm2',
+    '--tpmstate', `dir=${stateDir}`,
+    '--server', `type=tcp,port=${server},bindaddr=127.0.0.1`,
+    '--ctrl', `type=tcp,port=${ctrl},bindaddr=127.0.0.1`,
+    '--flags', 'not-need-init,startup-clear',
+    '--pid', `file=${join(stateDir, 'swtpm.pid')}`,
+    '--log', `file=${join(stateDir, 'swtpm.log')}`,
+  ];
+  // Attached swtpm gets SIGKILL when its starter dies, whatever kills the starter (the lab detaches).
+  const [command, argv] = options.detached ? ['swtpm', args] : ['setpriv', ['--pdeathsig', 'KILL', '--', 'swtpm', ...args]];
+  const child = spawn(command, argv, { detached: true, stdio: 'ignore' });
+  child.unref();
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not start swtpm');
+  const deadline = Date.now() + 10_000;
+  while (!(await accepts(ctrl))) {
+    if (!alive(pid) || Date.now() > deadline) {
+      const log = await readFile(join(stateDir, 'swtpm.log'), 'utf8').catch(() => '');
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      throw new Error(`swtpm did not start on ports ${server}/${ctrl}: ${log.slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    tcti: `swtpm:host=127.0.0.1,port=${server}`,
+    pid,
+    async stop() {
+      if (!alive(pid)) return;
+      process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 40 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    },
+  };
+}

@@ -3,11 +3,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RESOURCES } from '../../api/crd/index.js';
 import { crdFileName, renderCrdYaml, renderTypes } from '../../api/crd/render.js';
+import { BASE_RULESET_PATH, renderBaseRuleset } from '../../node-image/base-ruleset.js';
 
 export function generatedFiles(root: string): Map<string, string> {
   const files = new Map<string, string>();
   for (const def of RESOURCES) files.set(join(root, 'crds', crdFileName(def)), renderCrdYaml(def));
   files.set(join(root, 'api', 'gen', 'crd-types.ts'), renderTypes());
+  files.set(join(root, BASE_RULESET_PATH), renderBaseRuleset());
   return files;
 }
 

@@ -51,19 +51,31 @@ export interface RequestSpec {
 /** Longest response body accepted (the API server's own limit on objects is about 1.5 MiB). */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
+/** How often credentials are re-read from the kubeconfig (projected ServiceAccount tokens rotate). */
+const CREDENTIAL_REFRESH_MS = 60_000;
+
+export interface KubeClientOptions {
+  /** Called once per completed request with its method and status code (for rest_client_requests_total). */
+  onResponse?: (method: string, status: number) => void;
+}
+
 export class KubeClient {
+  private credentialsRefreshedAt = Date.now();
+  private onResponse?: KubeClientOptions['onResponse'];
+
   private constructor(
     private readonly server: URL,
     private readonly baseOptions: RequestOptions,
+    private readonly kubeConfig?: KubeConfig,
   ) {}
 
-  static async fromKubeconfigFile(path: string): Promise<KubeClient> {
+  static async fromKubeconfigFile(path: string, clientOptions: KubeClientOptions = {}): Promise<KubeClient> {
     const kc = new KubeConfig();
     kc.loadFromFile(path);
-    return KubeClient.fromKubeConfig(kc);
+    return KubeClient.fromKubeConfig(kc, clientOptions);
   }
 
-  static async fromKubeConfig(kc: KubeConfig): Promise<KubeClient> {
+  static async fromKubeConfig(kc: KubeConfig, clientOptions: KubeClientOptions = {}): Promise<KubeClient> {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     const options: RequestOptions = {};
@@ -75,7 +87,19 @@ export class KubeClient {
       ...(options.cert ? { cert: options.cert } : {}),
       ...(options.key ? { key: options.key } : {}),
     });
-    return new KubeClient(new URL(cluster.server), { headers: { ...(options.headers ?? {}) }, agent });
+    const client = new KubeClient(new URL(cluster.server), { headers: { ...(options.headers ?? {}) }, agent }, kc);
+    client.onResponse = clientOptions.onResponse;
+    return client;
+  }
+
+  private async headers(): Promise<Record<string, string>> {
+    if (this.kubeConfig && Date.now() - this.credentialsRefreshedAt > CREDENTIAL_REFRESH_MS) {
+      this.credentialsRefreshedAt = Date.now();
+      const fresh: RequestOptions = {};
+      await this.kubeConfig.applyToHTTPSOptions(fresh);
+      this.baseOptions.headers = { ...(fresh.headers ?? {}) };
+    }
+    return { ...(this.baseOptions.headers as Record<string, string>), accept: 'application/json' };
   }
 
   /** Sends a request and returns the status code and decoded JSON body, whatever the status. */
@@ -83,10 +107,7 @@ export class KubeClient {
     const url = new URL(spec.path, this.server);
     for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const payload = spec.body === undefined ? undefined : typeof spec.body === 'string' ? spec.body : JSON.stringify(spec.body);
-    const headers: Record<string, string> = {
-      ...(this.baseOptions.headers as Record<string, string>),
-      accept: 'application/json',
-    };
+    const headers = await this.headers();
     if (payload !== undefined) {
       headers['content-type'] = spec.contentType ?? CONTENT_TYPE.json;
       headers['content-length'] = String(Buffer.byteLength(payload));
@@ -114,6 +135,7 @@ export class KubeClient {
             } catch {
               body = { message: text };
             }
+            this.onResponse?.(spec.method, res.statusCode ?? 0);
             resolve({ status: res.statusCode ?? 0, body: body as T });
           });
           res.on('error', reject);
@@ -134,17 +156,16 @@ export class KubeClient {
   }
 
   /** Opens a streaming GET (watch) and returns the response for line-by-line reading. */
-  stream(spec: Omit<RequestSpec, 'method' | 'body'>): Promise<IncomingMessage> {
+  async stream(spec: Omit<RequestSpec, 'method' | 'body'>): Promise<IncomingMessage> {
     const url = new URL(spec.path, this.server);
     for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers = await this.headers();
     return new Promise((resolve, reject) => {
-      const req = httpsRequest(url, {
-        ...this.baseOptions,
-        method: 'GET',
-        headers: { ...(this.baseOptions.headers as Record<string, string>), accept: 'application/json' },
-        signal: spec.signal,
+      const req = httpsRequest(url, { ...this.baseOptions, method: 'GET', headers, signal: spec.signal });
+      req.on('response', (res) => {
+        this.onResponse?.('WATCH', res.statusCode ?? 0);
+        resolve(res);
       });
-      req.on('response', resolve);
       req.on('error', reject);
       req.end();
     });

@@ -1,0 +1,60 @@
+// The operator process. Flags (or environment): --kubeconfig (KUBECONFIG), --namespace
+// (POD_NAMESPACE), --fleet-node-selector, --metrics-bind-address, --leader-elect,
+// --leader-election-id, --identity (POD_NAME), --log-level. Logs are JSON lines on stdout.
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { DEFAULT_FLEET_SELECTOR } from '../fleet/names.js';
+import { GracefulShutdown } from '../runtime/shutdown.js';
+import { DEFAULT_LEASE_NAME, startOperator } from './operator.js';
+
+const { values } = parseArgs({
+  options: {
+    kubeconfig: { type: 'string' },
+    namespace: { type: 'string' },
+    'fleet-node-selector': { type: 'string' },
+    'metrics-bind-address': { type: 'string' },
+    'leader-elect': { type: 'string' },
+    'leader-election-id': { type: 'string' },
+    identity: { type: 'string' },
+    'log-level': { type: 'string' },
+    'status-refresh-seconds': { type: 'string' },
+  },
+  strict: true,
+});
+
+const logger = pino({ level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info', base: { component: 'secai-fleet-operator' } });
+const shutdown = new GracefulShutdown({ logger });
+shutdown.trapSignals();
+
+const refreshSeconds = Number(values['status-refresh-seconds'] ?? 300);
+if (!Number.isFinite(refreshSeconds) || refreshSeconds < 1) {
+  logger.fatal('--status-refresh-seconds must be a positive number');
+  process.exit(2);
+}
+
+try {
+  const identity = values.identity ?? process.env.POD_NAME;
+  const kubeconfig = values.kubeconfig ?? process.env.KUBECONFIG;
+  const operator = await startOperator({
+    ...(kubeconfig ? { kubeconfig } : {}),
+    namespace: values.namespace ?? process.env.POD_NAMESPACE ?? 'secai-system',
+    fleetSelector: values['fleet-node-selector'] ?? DEFAULT_FLEET_SELECTOR,
+    metricsAddress: values['metrics-bind-address'] ?? ':8080',
+    leaderElection: {
+      enabled: (values['leader-elect'] ?? 'true') !== 'false',
+      leaseName: values['leader-election-id'] ?? DEFAULT_LEASE_NAME,
+      ...(identity ? { identity } : {}),
+    },
+    // controller-runtime exits at once when leadership is lost: another replica is already acting.
+    onLeadershipLost: () => {
+      logger.fatal('leader election lost; exiting');
+      process.exit(1);
+    },
+    settings: { statusRefreshMs: refreshSeconds * 1000 },
+    logger,
+  });
+  shutdown.add('operator', () => operator.stop());
+} catch (err) {
+  logger.fatal({ err }, 'operator failed to start');
+  process.exit(1);
+}

@@ -1,0 +1,202 @@
+// Assembles the operator: client, caches, shared fleet state, the five controllers, metrics and
+// health endpoints, and leader election. Caches run on every replica (a standby is warm); the
+// controllers run only on the leader.
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { KubeConfig } from '@kubernetes/client-node';
+import pino, { type Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { createEgressPolicyController } from '../controllers/egresspolicy/controller.js';
+import { createInferenceServiceController } from '../controllers/inferenceservice/controller.js';
+import { createModelController } from '../controllers/model/controller.js';
+import { createNodeController } from '../controllers/node/controller.js';
+import { createVaultPolicyController } from '../controllers/vaultpolicy/controller.js';
+import { FleetCaches } from '../fleet/caches.js';
+import type { FleetContext, FleetSettings } from '../fleet/context.js';
+import { NodeReportIntake } from '../fleet/intake.js';
+import { FleetMetrics } from '../fleet/metrics.js';
+import { DEFAULT_FLEET_SELECTOR, FIELD_MANAGER, REPORTING_CONTROLLER } from '../fleet/names.js';
+import { PlanPublisher } from '../fleet/plan-publisher.js';
+import { CacheReferenceResolver } from '../fleet/resolver.js';
+import { RolloutRecords } from '../fleet/rollout-records.js';
+import { ServicePlacement } from '../fleet/service-placement.js';
+import { Applier } from '../runtime/apply.js';
+import { systemClock } from '../runtime/clock.js';
+import type { Controller } from '../runtime/controller.js';
+import { KubeEventRecorder } from '../runtime/events.js';
+import { startHealthServer, type HealthServer } from '../runtime/health-server.js';
+import type { InformerOptions, KubeObject } from '../runtime/informer.js';
+import { KubeClient } from '../runtime/kube-client.js';
+import { LeaderElector } from '../runtime/leader-election.js';
+import { RuntimeMetrics } from '../runtime/metrics.js';
+
+export interface OperatorOptions {
+  /** A kubeconfig file; without it, the default loading rules (KUBECONFIG, in-cluster). */
+  kubeconfig?: string;
+  /** The operator's namespace: its Lease, rollout records, and the ConfigMaps and Secrets it may read. */
+  namespace: string;
+  fleetSelector?: string;
+  /** `host:port` of /metrics, /healthz and /readyz (port 0: any free port). */
+  metricsAddress?: string;
+  leaderElection?: {
+    enabled: boolean;
+    identity?: string;
+    leaseName?: string;
+    leaseDurationMs?: number;
+    renewDeadlineMs?: number;
+    retryPeriodMs?: number;
+  };
+  /** Called when leadership is lost; the process should exit (main does). */
+  onLeadershipLost?: () => void;
+  logger?: Logger;
+  settings?: Partial<Omit<FleetSettings, 'startedAt'>>;
+  informerOptions?: Partial<InformerOptions<KubeObject>>;
+  nodeControllerConcurrency?: number;
+}
+
+export interface OperatorHandle {
+  /** The in-process interface the agent channel calls (reports, connections, plan subscriptions). */
+  intake: NodeReportIntake;
+  plans: PlanPublisher;
+  registry: Registry;
+  metricsPort: number;
+  identity: string;
+  isLeader(): boolean;
+  /** Resolves once this replica leads and its controllers run. */
+  leading: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_LEASE_NAME = 'secai-fleet-operator';
+
+export async function startOperator(opts: OperatorOptions): Promise<OperatorHandle> {
+  const logger = opts.logger ?? pino({ base: { component: 'secai-fleet-operator' } });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const runtimeMetrics = new RuntimeMetrics(registry);
+  const kc = new KubeConfig();
+  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromDefault();
+  const client = await KubeClient.fromKubeConfig(kc, {
+    onResponse: (method, status) => runtimeMetrics.restClientRequests.inc({ method, code: String(status) }),
+  });
+  const identity = opts.leaderElection?.identity ?? `${hostname()}_${randomBytes(4).toString('hex')}`;
+  const clock = systemClock;
+
+  const caches = new FleetCaches({
+    client,
+    logger,
+    namespace: opts.namespace,
+    fleetSelector: opts.fleetSelector ?? DEFAULT_FLEET_SELECTOR,
+    ...(opts.informerOptions ? { informerOptions: opts.informerOptions } : {}),
+  });
+  const plans = new PlanPublisher();
+  const intake = new NodeReportIntake({
+    publisher: plans,
+    clock,
+    isEnrolled: (node) => caches.nodes.get(node) !== undefined && caches.secaiNodes.get(node) !== undefined,
+  });
+  const fleetMetrics = new FleetMetrics(registry, {
+    secaiNodes: () => caches.secaiNodes.list(),
+    models: () => caches.models.list(),
+    egressPolicies: () => caches.egressPolicies.list(),
+    vaultPolicies: () => caches.vaultPolicies.list(),
+  });
+  const ctx: FleetContext = {
+    client,
+    applier: new Applier(client, FIELD_MANAGER),
+    caches,
+    resolver: new CacheReferenceResolver(opts.namespace, caches.configMaps, caches.secrets),
+    plans,
+    intake,
+    rollouts: new RolloutRecords(caches.configMaps, opts.namespace),
+    placement: new ServicePlacement(caches),
+    events: new KubeEventRecorder({ client, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger }),
+    clock,
+    logger,
+    namespace: opts.namespace,
+    settings: {
+      statusRefreshMs: opts.settings?.statusRefreshMs ?? 5 * 60_000,
+      agentReconnectGraceMs: opts.settings?.agentReconnectGraceMs ?? 60_000,
+      startedAt: clock.now(),
+    },
+    runtimeMetrics,
+    fleetMetrics,
+  };
+  const controllers: Controller[] = [
+    createNodeController(ctx, { maxConcurrentReconciles: opts.nodeControllerConcurrency ?? 4 }),
+    createModelController(ctx),
+    createEgressPolicyController(ctx),
+    createVaultPolicyController(ctx),
+    createInferenceServiceController(ctx),
+  ];
+
+  let controllersRunning = false;
+  let health: HealthServer | undefined;
+  let elector: LeaderElector | undefined;
+  let markLeading!: () => void;
+  const leading = new Promise<void>((resolve) => (markLeading = resolve));
+  const startControllers = async () => {
+    await caches.waitForSync(120_000);
+    await Promise.all(controllers.map((c) => c.start()));
+    controllersRunning = true;
+    markLeading();
+  };
+
+  try {
+    health = await startHealthServer({
+      address: opts.metricsAddress ?? ':8080',
+      registry,
+      healthz: [{ name: 'ping', check: () => true }],
+      readyz: [{ name: 'informers-synced', check: () => caches.synced() }],
+      logger,
+    });
+    caches.start();
+    if (opts.leaderElection?.enabled) {
+      elector = new LeaderElector({
+        client,
+        namespace: opts.namespace,
+        name: opts.leaderElection.leaseName ?? DEFAULT_LEASE_NAME,
+        identity,
+        logger,
+        metrics: runtimeMetrics,
+        ...(opts.leaderElection.leaseDurationMs ? { leaseDurationMs: opts.leaderElection.leaseDurationMs } : {}),
+        ...(opts.leaderElection.renewDeadlineMs ? { renewDeadlineMs: opts.leaderElection.renewDeadlineMs } : {}),
+        ...(opts.leaderElection.retryPeriodMs ? { retryPeriodMs: opts.leaderElection.retryPeriodMs } : {}),
+      });
+      elector.start({
+        onStartedLeading: startControllers,
+        onStoppedLeading: () => (opts.onLeadershipLost ?? (() => logger.error('leadership lost')))(),
+      });
+    } else {
+      await startControllers();
+    }
+  } catch (err) {
+    await health?.close();
+    await caches.stop();
+    client.close();
+    throw err;
+  }
+  logger.info({ identity, namespace: opts.namespace, leaderElection: opts.leaderElection?.enabled ?? false }, 'operator started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    intake,
+    plans,
+    registry,
+    metricsPort: health.port,
+    identity,
+    isLeader: () => controllersRunning,
+    leading,
+    stop: () =>
+      (stopping ??= (async () => {
+        // Stop taking work and drain, then hand the lease over, then stop watching.
+        await Promise.all(controllers.map((c) => c.stop()));
+        controllersRunning = false;
+        await elector?.stop();
+        await caches.stop();
+        await health?.close();
+        client.close();
+      })()),
+  };
+}

@@ -1,0 +1,122 @@
+// SecAINode status and compliance as pure functions of reports, plan and connection.
+import type { SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import type { NodeObservations } from '../../fleet/intake.js';
+import type { ReportedState } from '../../fleet/report-status.js';
+import { complianceOf, computeNodeStatus, withoutVolatileFields, type CurrentPlan } from './status.js';
+import { hasNotCompliantTaint, taintsFor } from './taint.js';
+
+const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
+const D = (c: string) => c.repeat(64);
+const plan: CurrentPlan = { generation: 4, digest: D('a'), vaultPolicy: 'fleet-vault', requireSecureBoot: true };
+
+const applied: SecAINodeStatus = {
+  plan: { generation: 4, digest: D('a'), appliedGeneration: 4, appliedDigest: D('a') },
+  egress: { mode: 'Enforce', rulesetDigest: D('b') },
+  vault: { encrypted: true, sealed: true, locked: false, compliant: true, policy: 'fleet-vault' },
+};
+
+it.each<[string, SecAINodeStatus, CurrentPlan, string, string]>([
+  ['the current plan applied, egress enforced, vault compliant', applied, plan, 'True', 'Compliant'],
+  ['no report yet', {}, plan, 'False', 'NeverReported'],
+  ['an older plan applied', { ...applied, plan: { ...applied.plan!, appliedGeneration: 3 } }, plan, 'False', 'PlanNotApplied'],
+  ['the same generation with another digest', { ...applied, plan: { ...applied.plan!, appliedDigest: D('c') } }, plan, 'False', 'PlanNotApplied'],
+  ['a plan error', { ...applied, plan: { ...applied.plan!, error: 'nft: bad rule' } }, plan, 'False', 'PlanFailed'],
+  ['an egress error', { ...applied, plan: { ...applied.plan!, error: 'egress: resolver unreachable' } }, plan, 'False', 'EgressNotEnforced'],
+  ['no ruleset read back', { ...applied, egress: { mode: 'Enforce' } }, plan, 'False', 'EgressNotEnforced'],
+  ['no vault report while a VaultPolicy applies', { ...applied, vault: undefined }, plan, 'False', 'VaultNotCompliant'],
+  ['a vault checked against another policy', { ...applied, vault: { ...applied.vault!, policy: 'old' } }, plan, 'False', 'VaultPolicyMismatch'],
+  ['a non-compliant vault', { ...applied, vault: { ...applied.vault!, compliant: false, reasons: ['CipherMismatch'] } }, plan, 'False', 'VaultNotCompliant'],
+  ['no VaultPolicy: the vault does not matter', { ...applied, vault: undefined }, { ...plan, vaultPolicy: undefined }, 'True', 'Compliant'],
+])('compliance with %s', (_, status, p, expected, reason) => {
+  const c = complianceOf(status, p);
+  expect([c.status, c.reason]).toEqual([expected, reason]);
+});
+
+function report(over: Partial<ReportedState> = {}): ReportedState {
+  return {
+    appliedGeneration: 4,
+    appliedDigest: D('a'),
+    egress: { mode: 'Enforce', rulesetDigest: D('b'), droppedPackets: 10, auditedPackets: 0, allowEntries: 3 },
+    vault: { encrypted: true, sealed: true, locked: false, compliant: true, policy: 'fleet-vault' },
+    attestation: { secureBoot: 'Enabled', tpmPresent: true },
+    models: [{ name: 'm', sha256: D('d'), state: 'Trusted' }],
+    inference: [],
+    receivedAt: NOW - 5000,
+    ...over,
+  };
+}
+const session = { identity: { version: '1.2.3', protocolVersion: 1, capabilities: ['nftables'] }, connectedAt: NOW - 60_000 };
+
+it('builds the status from a fresh report and a live session: Ready, Compliant, Attested', () => {
+  const obs: NodeObservations = { session, lastSeenAt: NOW - 5000, report: report() };
+  const s = computeNodeStatus({ existing: undefined, objectGeneration: 2, plan, observations: obs, reconnectGraceOver: true, now: NOW });
+  expect(s.agent).toEqual({ version: '1.2.3', protocolVersion: 1, connected: true, lastSeen: '2026-06-01T11:59:55Z', capabilities: ['nftables'] });
+  expect(s.plan).toEqual({ generation: 4, digest: D('a'), appliedGeneration: 4, appliedDigest: D('a'), appliedAt: '2026-06-01T11:59:55Z' });
+  expect(s.observedGeneration).toBe(2);
+  expect(s.conditions?.map((c) => [c.type, c.status, c.reason, c.observedGeneration])).toEqual([
+    ['Ready', 'True', 'Ready', 2],
+    ['Compliant', 'True', 'Compliant', 2],
+    ['Attested', 'True', 'Attested', 2],
+  ]);
+});
+
+it.each<[string, Partial<ReportedState>, string]>([
+  ['Secure Boot off while required', { attestation: { secureBoot: 'Disabled', tpmPresent: true } }, 'SecureBootDisabled'],
+  ['PCRs that differ', { attestation: { secureBoot: 'Enabled', tpmPresent: true, mismatchedPcrs: [7] } }, 'PcrMismatch'],
+  ['no attestation yet', { attestation: undefined }, 'AttestationNotReported'],
+])('Attested reflects %s', (_, over, reason) => {
+  const s = computeNodeStatus({ existing: undefined, objectGeneration: 1, plan, observations: { session, report: report(over) }, reconnectGraceOver: true, now: NOW });
+  expect(s.conditions?.find((c) => c.type === 'Attested')?.reason).toBe(reason);
+});
+
+it('keeps what the status says when this process has no report (after a restart), until agents had time to reconnect', () => {
+  const existing = computeNodeStatus({ existing: undefined, objectGeneration: 1, plan, observations: { session, lastSeenAt: NOW - 5000, report: report() }, reconnectGraceOver: true, now: NOW });
+  const restarted = computeNodeStatus({ existing, objectGeneration: 1, plan, observations: undefined, reconnectGraceOver: false, now: NOW + 1000 });
+  expect(restarted).toEqual(existing);
+  const later = computeNodeStatus({ existing, objectGeneration: 1, plan, observations: undefined, reconnectGraceOver: true, now: NOW + 120_000 });
+  expect(later.agent?.connected).toBe(false);
+  expect(later.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('AgentDisconnected');
+  // Compliance does not depend on the connection: the node keeps enforcing the plan it has.
+  expect(later.conditions?.find((c) => c.type === 'Compliant')?.status).toBe('True');
+});
+
+it('keeps appliedAt while the node reports the same applied plan, and moves it with a new one', () => {
+  const first = computeNodeStatus({ existing: undefined, objectGeneration: 1, plan, observations: { session, report: report() }, reconnectGraceOver: true, now: NOW });
+  const same = computeNodeStatus({ existing: first, objectGeneration: 1, plan, observations: { session, report: report({ receivedAt: NOW + 60_000 }) }, reconnectGraceOver: true, now: NOW + 60_000 });
+  expect(same.plan?.appliedAt).toBe(first.plan?.appliedAt);
+  const next = { ...plan, generation: 5, digest: D('e') };
+  const moved = computeNodeStatus({ existing: first, objectGeneration: 1, plan: next, observations: { session, report: report({ appliedGeneration: 5, appliedDigest: D('e'), receivedAt: NOW + 60_000 }) }, reconnectGraceOver: true, now: NOW + 60_000 });
+  expect(moved.plan?.appliedAt).toBe('2026-06-01T12:01:00Z');
+});
+
+it('tells counters and timestamps apart from state', () => {
+  const a = computeNodeStatus({ existing: undefined, objectGeneration: 1, plan, observations: { session, lastSeenAt: NOW, report: report() }, reconnectGraceOver: true, now: NOW });
+  const counters = computeNodeStatus({ existing: a, objectGeneration: 1, plan, observations: { session, lastSeenAt: NOW + 30_000, report: report({ egress: { ...report().egress!, droppedPackets: 99 } }) }, reconnectGraceOver: true, now: NOW + 30_000 });
+  const state = computeNodeStatus({ existing: a, objectGeneration: 1, plan, observations: { session, lastSeenAt: NOW + 30_000, report: report({ models: [] }) }, reconnectGraceOver: true, now: NOW + 30_000 });
+  expect(counters).not.toEqual(a);
+  expect(withoutVolatileFields(counters)).toEqual(withoutVolatileFields(a));
+  expect(withoutVolatileFields(state)).not.toEqual(withoutVolatileFields(a));
+});
+
+it('reports a plan that could not be published', () => {
+  const s = computeNodeStatus({ existing: undefined, objectGeneration: 1, plan: { generation: 0, digest: '', requireSecureBoot: false, tooLarge: 'the plan is 9000000 bytes' }, observations: { session }, reconnectGraceOver: true, now: NOW });
+  expect(s.plan).toBeUndefined();
+  expect(s.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'PlanTooLarge' });
+});
+
+describe('the not-compliant taint', () => {
+  const other = { key: 'node.kubernetes.io/unreachable', effect: 'NoExecute' };
+  const ours = { key: 'secai.io/not-compliant', effect: 'NoSchedule' };
+  it.each<[string, { key: string; effect: string }[] | undefined, boolean, { key: string; effect: string }[] | undefined]>([
+    ['added to a node without taints', undefined, false, [ours]],
+    ['added next to other taints', [other], false, [other, ours]],
+    ['left alone when present', [other, ours], false, undefined],
+    ['removed, keeping other taints', [ours, other], true, [other]],
+    ['left alone when absent and compliant', [other], true, undefined],
+  ])('%s', (_, taints, compliant, expected) => {
+    expect(taintsFor(taints, compliant)).toEqual(expected);
+  });
+  it('is told apart from a taint with the same key and another effect', () => {
+    expect(hasNotCompliantTaint([{ key: 'secai.io/not-compliant', effect: 'NoExecute' }])).toBe(false);
+  });
+});

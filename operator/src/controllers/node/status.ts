@@ -1,0 +1,163 @@
+// The SecAINode status of one node, as a pure function of what the node reported (or, with no fresh
+// report, what its status already says), its current plan and the agent's connection. It also
+// decides compliance, which governs the not-compliant taint.
+import type { Condition, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import { rfc3339Seconds, setConditions, type ConditionInput } from '../../runtime/conditions.js';
+import type { NodeObservations } from '../../fleet/intake.js';
+import { agentStatusOf, EGRESS_ERROR_PREFIX } from '../../fleet/report-status.js';
+
+export const Reason = {
+  Compliant: 'Compliant',
+  NeverReported: 'NeverReported',
+  PlanNotApplied: 'PlanNotApplied',
+  PlanFailed: 'PlanFailed',
+  EgressNotEnforced: 'EgressNotEnforced',
+  VaultNotCompliant: 'VaultNotCompliant',
+  VaultPolicyMismatch: 'VaultPolicyMismatch',
+  Ready: 'Ready',
+  AgentDisconnected: 'AgentDisconnected',
+  NotCompliant: 'NotCompliant',
+  PlanTooLarge: 'PlanTooLarge',
+  Attested: 'Attested',
+  AttestationNotReported: 'AttestationNotReported',
+  SecureBootDisabled: 'SecureBootDisabled',
+  PcrMismatch: 'PcrMismatch',
+} as const;
+
+export interface CurrentPlan {
+  generation: number;
+  digest: string;
+  /** The VaultPolicy the plan applies, if any. */
+  vaultPolicy?: string;
+  requireSecureBoot: boolean;
+  /** Set when the plan could not be published (it exceeds the channel's message limit). */
+  tooLarge?: string;
+}
+
+export interface NodeStatusInputs {
+  existing: SecAINodeStatus | undefined;
+  objectGeneration: number;
+  plan: CurrentPlan;
+  observations: NodeObservations | undefined;
+  /** Whether agents have had time to reconnect since this process started. */
+  reconnectGraceOver: boolean;
+  now: number;
+}
+
+/**
+ * Compliant: the node reports the current plan (generation and digest) applied without error,
+ * egress enforced (a ruleset read back from the kernel), and, when a VaultPolicy applies, a vault
+ * that satisfies that very policy.
+ */
+export function complianceOf(status: SecAINodeStatus, plan: CurrentPlan): ConditionInput {
+  const p = status.plan;
+  const verdict = (ok: boolean, reason: string, message: string): ConditionInput => ({
+    type: 'Compliant',
+    status: ok ? 'True' : 'False',
+    reason,
+    message,
+  });
+  if (p?.appliedGeneration === undefined) return verdict(false, Reason.NeverReported, 'the agent has not reported an applied plan');
+  if (p.error?.startsWith(EGRESS_ERROR_PREFIX)) return verdict(false, Reason.EgressNotEnforced, p.error);
+  if (p.error) return verdict(false, Reason.PlanFailed, p.error);
+  if (p.appliedGeneration !== plan.generation || p.appliedDigest !== plan.digest) {
+    return verdict(false, Reason.PlanNotApplied, `the node applied plan generation ${p.appliedGeneration}; the current one is ${plan.generation}`);
+  }
+  if (!status.egress?.rulesetDigest) return verdict(false, Reason.EgressNotEnforced, 'the node reported no enforced egress ruleset');
+  if (plan.vaultPolicy) {
+    const v = status.vault;
+    if (!v) return verdict(false, Reason.VaultNotCompliant, `the node reported no vault state for VaultPolicy ${plan.vaultPolicy}`);
+    if (v.policy !== plan.vaultPolicy) {
+      return verdict(false, Reason.VaultPolicyMismatch, `the node checked its vault against ${v.policy ?? 'no policy'}, not ${plan.vaultPolicy}`);
+    }
+    if (!v.compliant) {
+      return verdict(false, Reason.VaultNotCompliant, `the vault does not satisfy VaultPolicy ${plan.vaultPolicy}: ${(v.reasons ?? []).join(', ') || 'no reason given'}`);
+    }
+  }
+  return verdict(true, Reason.Compliant, `the node enforces plan generation ${plan.generation}`);
+}
+
+function attestationOf(status: SecAINodeStatus, plan: CurrentPlan): ConditionInput {
+  const a = status.attestation;
+  const c = (s: Condition['status'], reason: string, message: string): ConditionInput => ({ type: 'Attested', status: s, reason, message });
+  if (!a) return c('Unknown', Reason.AttestationNotReported, 'the node has not reported its boot state');
+  if (plan.requireSecureBoot && a.secureBoot !== 'Enabled') return c('False', Reason.SecureBootDisabled, `Secure Boot is ${a.secureBoot}; the VaultPolicy requires it`);
+  if (a.mismatchedPcrs?.length) return c('False', Reason.PcrMismatch, `PCRs ${a.mismatchedPcrs.join(', ')} differ from the expected values`);
+  return c('True', Reason.Attested, 'the boot state matches the expected values');
+}
+
+function readinessOf(status: SecAINodeStatus, compliance: ConditionInput, plan: CurrentPlan): ConditionInput {
+  const c = (ok: boolean, reason: string, message: string): ConditionInput => ({ type: 'Ready', status: ok ? 'True' : 'False', reason, message });
+  if (plan.tooLarge) return c(false, Reason.PlanTooLarge, plan.tooLarge);
+  if (!status.agent?.connected) return c(false, Reason.AgentDisconnected, 'the agent holds no channel to the operator');
+  if (compliance.status !== 'True') return c(false, Reason.NotCompliant, compliance.message);
+  return c(true, Reason.Ready, 'the agent is connected and the node is compliant');
+}
+
+/** Fields that change with every report; they alone never justify a write before the refresh interval. */
+export function withoutVolatileFields(status: SecAINodeStatus | undefined): SecAINodeStatus | undefined {
+  if (!status) return status;
+  const copy = structuredClone(status);
+  if (copy.agent) delete copy.agent.lastSeen;
+  if (copy.egress) {
+    delete copy.egress.droppedPackets;
+    delete copy.egress.auditedPackets;
+  }
+  if (copy.attestation) delete copy.attestation.checkedAt;
+  if (copy.audit) {
+    delete (copy.audit as Partial<typeof copy.audit>).treeSize;
+    delete (copy.audit as Partial<typeof copy.audit>).rootHash;
+  }
+  return copy;
+}
+
+export function computeNodeStatus(inputs: NodeStatusInputs): SecAINodeStatus {
+  const { existing, observations: obs, plan, now } = inputs;
+  const report = obs?.report;
+  const lastSeen = obs?.lastSeenAt !== undefined ? rfc3339Seconds(obs.lastSeenAt) : existing?.agent?.lastSeen;
+
+  let agent;
+  if (obs?.session) agent = agentStatusOf(obs.session.identity, true, lastSeen);
+  else if (obs?.disconnectedAt !== undefined || (existing?.agent && inputs.reconnectGraceOver)) {
+    agent = { ...(existing?.agent ?? {}), connected: false, ...(lastSeen ? { lastSeen } : {}) };
+  } else agent = existing?.agent ?? { connected: false };
+
+  const status: SecAINodeStatus = { observedGeneration: inputs.objectGeneration, agent };
+  if (report) {
+    const sameApplied = existing?.plan?.appliedGeneration === report.appliedGeneration && existing.plan.appliedDigest === report.appliedDigest;
+    status.plan = {
+      generation: plan.generation,
+      digest: plan.digest,
+      appliedGeneration: report.appliedGeneration,
+      ...(report.appliedDigest ? { appliedDigest: report.appliedDigest } : {}),
+      appliedAt: sameApplied && existing?.plan?.appliedAt ? existing.plan.appliedAt : rfc3339Seconds(report.receivedAt),
+      ...(report.planError ? { error: report.planError } : {}),
+    };
+    if (report.egress) status.egress = report.egress;
+    if (report.vault) status.vault = report.vault;
+    if (report.attestation) status.attestation = report.attestation;
+    if (report.models.length) status.models = report.models;
+    if (report.inference.length) status.inference = report.inference;
+    if (report.audit) {
+      const { treeSize: _t, rootHash: _r, ...verified } = existing?.audit ?? { treeSize: 0, rootHash: '' };
+      status.audit = { ...verified, ...report.audit };
+    } else if (existing?.audit) status.audit = existing.audit;
+  } else {
+    status.plan = { ...(existing?.plan ?? {}), generation: plan.generation, digest: plan.digest };
+    for (const key of ['egress', 'vault', 'attestation', 'models', 'inference', 'audit'] as const) {
+      if (existing?.[key] !== undefined) (status as Record<string, unknown>)[key] = existing[key];
+    }
+  }
+
+  // No plan could ever be published for this node (the first one was already too large).
+  if (!plan.digest) delete status.plan;
+
+  const compliance = complianceOf(status, plan);
+  const withGeneration = (c: ConditionInput): ConditionInput => ({ ...c, observedGeneration: inputs.objectGeneration });
+  status.conditions = setConditions(
+    existing?.conditions,
+    [readinessOf(status, compliance, plan), compliance, attestationOf(status, plan)].map(withGeneration),
+    now,
+  );
+  return status;
+}

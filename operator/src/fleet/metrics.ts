@@ -1,0 +1,83 @@
+// The fleet's own gauges, computed from the caches when scraped. No label carries a node or object
+// name: per-node series would grow with the fleet (per-node detail is on each agent's /metrics).
+import { Gauge, Histogram, type Registry } from 'prom-client';
+import type { EgressPolicy, Model, SecAINode, VaultPolicy } from '../../../api/gen/crd-types.js';
+import { conditionStatus } from '../runtime/conditions.js';
+
+export interface FleetMetricSources {
+  secaiNodes(): SecAINode[];
+  models(): Model[];
+  egressPolicies(): EgressPolicy[];
+  vaultPolicies(): VaultPolicy[];
+}
+
+const NODE_CONDITIONS = ['Ready', 'Compliant', 'Attested'] as const;
+const STATUSES = ['True', 'False', 'Unknown'] as const;
+const MODEL_PHASES = ['Pending', 'Distributing', 'Trusted', 'Rejected', 'Revoked'] as const;
+const ROLLOUT_STATES = ['Progressing', 'Complete', 'Stopped'] as const;
+
+export class FleetMetrics {
+  /** Seconds from a node's plan changing to the node reporting it applied. */
+  readonly planPropagation: Histogram;
+
+  constructor(registry: Registry, sources: FleetMetricSources) {
+    const registers = [registry];
+    new Gauge({
+      name: 'secai_nodes',
+      help: 'Fleet nodes by condition type and status.',
+      labelNames: ['condition', 'status'] as const,
+      registers,
+      collect() {
+        const nodes = sources.secaiNodes();
+        for (const condition of NODE_CONDITIONS) {
+          for (const status of STATUSES) {
+            this.set({ condition, status }, nodes.filter((n) => conditionStatus(n.status?.conditions, condition) === status).length);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: 'secai_models',
+      help: 'Models by fleet-wide phase.',
+      labelNames: ['phase'] as const,
+      registers,
+      collect() {
+        const models = sources.models();
+        for (const phase of MODEL_PHASES) this.set({ phase }, models.filter((m) => (m.status?.phase ?? 'Pending') === phase).length);
+      },
+    });
+    new Gauge({
+      name: 'secai_policies',
+      help: 'EgressPolicies and VaultPolicies by kind and Ready status.',
+      labelNames: ['kind', 'ready'] as const,
+      registers,
+      collect() {
+        const kinds = [
+          ['EgressPolicy', sources.egressPolicies()],
+          ['VaultPolicy', sources.vaultPolicies()],
+        ] as const;
+        for (const [kind, policies] of kinds) {
+          for (const ready of STATUSES) {
+            this.set({ kind, ready }, policies.filter((p) => conditionStatus(p.status?.conditions, 'Ready') === ready).length);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: 'secai_egress_rollouts',
+      help: 'EgressPolicy rollouts by state.',
+      labelNames: ['state'] as const,
+      registers,
+      collect() {
+        const policies = sources.egressPolicies();
+        for (const state of ROLLOUT_STATES) this.set({ state }, policies.filter((p) => p.status?.rollout?.state === state).length);
+      },
+    });
+    this.planPropagation = new Histogram({
+      name: 'secai_plan_propagation_seconds',
+      help: 'Time from a node plan changing to the node reporting it applied.',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+      registers,
+    });
+  }
+}

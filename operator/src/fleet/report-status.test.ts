@@ -1,0 +1,96 @@
+// Reports from agents are untrusted: every list is capped, names deduplicated, strings cut and
+// digests checked before anything reaches a status write.
+import { EgressMode, ModelState, SecureBootState, ServiceState, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { sanitizeHello, sanitizeReport } from './report-status.js';
+
+const D = (c: string) => c.repeat(64);
+
+function report(over: Partial<Report> = {}): Report {
+  return {
+    planGeneration: 3,
+    planDigest: D('a'),
+    planError: '',
+    egress: { mode: EgressMode.EGRESS_MODE_AUDIT, rulesetDigest: D('b'), droppedPackets: 5, auditedPackets: 7, allowEntries: 2, error: '' },
+    vault: undefined,
+    attestation: { secureBoot: SecureBootState.SECURE_BOOT_STATE_DISABLED, tpmPresent: false, pcrBank: 'sha256', pcrDigest: 'not-hex', mismatchedPcrs: [7, 7, 99, 0], checkedUnixMillis: 0 },
+    models: [],
+    services: [],
+    auditHead: { treeSize: 12, rootHash: Buffer.alloc(32, 1), timestampUnixMillis: 0, signature: Buffer.alloc(64) },
+    observedUnixMillis: 0,
+    ...over,
+  };
+}
+
+it('maps a well-formed report', () => {
+  const s = sanitizeReport(report(), 1_000);
+  expect(s).toMatchObject({
+    appliedGeneration: 3,
+    appliedDigest: D('a'),
+    egress: { mode: 'Audit', rulesetDigest: D('b'), droppedPackets: 5, auditedPackets: 7, allowEntries: 2 },
+    attestation: { secureBoot: 'Disabled', tpmPresent: false, pcrBank: 'sha256', mismatchedPcrs: [0, 7] },
+    audit: { treeSize: 12, rootHash: '01'.repeat(32) },
+    receivedAt: 1_000,
+  });
+  expect(s.attestation?.pcrDigest).toBeUndefined();
+  expect(s.planError).toBeUndefined();
+});
+
+it('caps, deduplicates and validates models and services', () => {
+  const models = Array.from({ length: 300 }, (_, i) => ({ name: `m${String(i).padStart(3, '0')}`, sha256: D('c'), state: ModelState.MODEL_STATE_TRUSTED, stage: '', reason: '', message: '' }));
+  models.unshift({ name: 'm000', sha256: D('d'), state: ModelState.MODEL_STATE_REJECTED, stage: 's'.repeat(100), reason: 'r'.repeat(200), message: 'x'.repeat(5000) });
+  models.push({ name: 'bad-digest', sha256: 'ABC', state: ModelState.MODEL_STATE_TRUSTED, stage: '', reason: '', message: '' });
+  const services = [
+    { name: 'a', model: 'm', state: ServiceState.SERVICE_STATE_SERVING, reason: '', message: '', gpuLayers: 5000 },
+    { name: 'a', model: 'm', state: ServiceState.SERVICE_STATE_FAILED, reason: '', message: '', gpuLayers: 0 },
+    { name: 'b', model: 'm', state: ServiceState.SERVICE_STATE_UNSPECIFIED, reason: '', message: '', gpuLayers: 0 },
+  ];
+  const s = sanitizeReport(report({ models, services }), 0);
+  expect(s.models).toHaveLength(256);
+  expect(s.models[0]).toMatchObject({ name: 'm000', sha256: D('d'), state: 'Rejected' });
+  expect(s.models[0]?.stage).toHaveLength(64);
+  expect(s.models[0]?.reason).toHaveLength(128);
+  expect(s.models[0]?.message).toHaveLength(1024);
+  expect(s.models.some((m) => m.name === 'bad-digest')).toBe(false);
+  expect(s.inference).toEqual([{ service: 'a', model: 'm', state: 'Serving' }]);
+});
+
+it('joins a plan error and an egress error, bounded', () => {
+  const s = sanitizeReport(report({ planError: 'p'.repeat(2000), egress: { ...report().egress!, error: 'resolver down' } }), 0);
+  expect(s.planError).toHaveLength(1024);
+  expect(sanitizeReport(report({ egress: { ...report().egress!, error: 'resolver down' } }), 0).planError).toBe('egress: resolver down');
+});
+
+it('bounds what a hello claims', () => {
+  const id = sanitizeHello({
+    nodeName: 'n',
+    agentVersion: 'v'.repeat(100),
+    protocolVersion: 5000,
+    capabilities: [...Array.from({ length: 50 }, (_, i) => `cap-${i}`), 'cap-1', ''],
+    auditPublicKey: Buffer.alloc(32),
+    appliedPlanGeneration: 0,
+    appliedPlanDigest: '',
+  });
+  expect(id.version).toHaveLength(64);
+  expect(id.protocolVersion).toBeUndefined();
+  expect(id.capabilities).toHaveLength(32);
+  expect(new Set(id.capabilities).size).toBe(32);
+});
+
+it('reads fields of the wrong type as empty, so that the status stays valid', () => {
+  const hostile = {
+    ...report(),
+    planError: 42,
+    vault: { compliant: 'yes', reasons: 'x' },
+    attestation: { secureBoot: 9, tpmPresent: 1, pcrBank: {}, pcrDigest: null, mismatchedPcrs: null, checkedUnixMillis: Infinity },
+    models: null,
+    services: undefined,
+    auditHead: { treeSize: -1, rootHash: 'short' },
+  } as unknown as Report;
+  const s = sanitizeReport(hostile, 0);
+  expect(s.vault).toEqual({ encrypted: false, sealed: false, locked: false, compliant: false, lockEpoch: 0 });
+  expect(s.attestation).toEqual({ secureBoot: 'Unknown', tpmPresent: false });
+  expect(s.models).toEqual([]);
+  expect(s.inference).toEqual([]);
+  expect(s.audit).toBeUndefined();
+  expect(s.planError).toBeUndefined();
+});

@@ -1,0 +1,202 @@
+// What a node reports, bounded and validated into the shapes of SecAINode status. Reports come from
+// a node we do not trust: every list is capped and deduplicated, every string truncated and every
+// digest checked, so that a status write never fails validation because of what an agent sent.
+import type {
+  AgentStatus,
+  NodeAttestationStatus,
+  NodeEgressStatus,
+  NodeModelStatus,
+  NodeServiceStatus,
+  NodeVaultStatus,
+} from '../../../api/gen/crd-types.js';
+import {
+  EgressMode,
+  ModelState,
+  SecureBootState,
+  ServiceState,
+  type Hello,
+  type Report,
+} from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { rfc3339Seconds } from '../runtime/conditions.js';
+
+/** The SecAINode schema's bounds. */
+const LIMITS = { models: 256, services: 64, reasons: 32, capabilities: 32, pcrs: 24, error: 1024 } as const;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+export interface ReportedState {
+  appliedGeneration: number;
+  appliedDigest?: string;
+  /** Why the latest plan could not be applied; an egress enforcement error is prefixed "egress: ". */
+  planError?: string;
+  egress?: NodeEgressStatus;
+  vault?: NodeVaultStatus;
+  attestation?: NodeAttestationStatus;
+  models: NodeModelStatus[];
+  inference: NodeServiceStatus[];
+  audit?: { treeSize: number; rootHash: string };
+  /** When the operator received the report (ms). */
+  receivedAt: number;
+}
+
+export interface AgentIdentity {
+  version?: string;
+  protocolVersion?: number;
+  capabilities: string[];
+}
+
+export const EGRESS_ERROR_PREFIX = 'egress: ';
+
+// Decoded messages have every field, but nothing here relies on that: a wrong type reads as empty.
+function text(value: unknown, max: number): string | undefined {
+  if (typeof value !== 'string' || !value) return undefined;
+  return value.length > max ? `${value.slice(0, max - 1)}…` : value;
+}
+
+function count(value: unknown): number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : 0;
+}
+
+function digest(value: unknown): string | undefined {
+  return typeof value === 'string' && SHA256_HEX.test(value) ? value : undefined;
+}
+
+const flag = (value: unknown): boolean => value === true;
+const list = <T>(value: readonly T[] | undefined): readonly T[] => (Array.isArray(value) ? value : []);
+
+const MODEL_STATES: Partial<Record<ModelState, NodeModelStatus['state']>> = {
+  [ModelState.MODEL_STATE_PENDING]: 'Pending',
+  [ModelState.MODEL_STATE_FETCHING]: 'Fetching',
+  [ModelState.MODEL_STATE_SCANNING]: 'Scanning',
+  [ModelState.MODEL_STATE_TRUSTED]: 'Trusted',
+  [ModelState.MODEL_STATE_REJECTED]: 'Rejected',
+  [ModelState.MODEL_STATE_CONTAINED]: 'Contained',
+};
+
+const SERVICE_STATES: Partial<Record<ServiceState, NodeServiceStatus['state']>> = {
+  [ServiceState.SERVICE_STATE_PENDING]: 'Pending',
+  [ServiceState.SERVICE_STATE_STARTING]: 'Starting',
+  [ServiceState.SERVICE_STATE_SERVING]: 'Serving',
+  [ServiceState.SERVICE_STATE_STOPPED]: 'Stopped',
+  [ServiceState.SERVICE_STATE_FAILED]: 'Failed',
+};
+
+function modelsOf(report: Report): NodeModelStatus[] {
+  const byName = new Map<string, NodeModelStatus>();
+  for (const m of list(report.models)) {
+    if (byName.size >= LIMITS.models) break;
+    const sha256 = digest(m.sha256);
+    const state = MODEL_STATES[m.state];
+    const name = text(m.name, 253);
+    if (!sha256 || !state || !name || byName.has(name)) continue;
+    byName.set(name, {
+      name,
+      sha256,
+      state,
+      ...(text(m.stage, 64) ? { stage: text(m.stage, 64) } : {}),
+      ...(text(m.reason, 128) ? { reason: text(m.reason, 128) } : {}),
+      ...(text(m.message, 1024) ? { message: text(m.message, 1024) } : {}),
+    });
+  }
+  return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+function servicesOf(report: Report): NodeServiceStatus[] {
+  const byName = new Map<string, NodeServiceStatus>();
+  for (const s of list(report.services)) {
+    if (byName.size >= LIMITS.services) break;
+    const service = text(s.name, 253);
+    const model = text(s.model, 253);
+    const state = SERVICE_STATES[s.state];
+    if (!service || !model || !state || byName.has(service)) continue;
+    byName.set(service, {
+      service,
+      model,
+      state,
+      ...(text(s.reason, 128) ? { reason: text(s.reason, 128) } : {}),
+      ...(text(s.message, 1024) ? { message: text(s.message, 1024) } : {}),
+      ...(Number.isInteger(s.gpuLayers) && s.gpuLayers >= -1 && s.gpuLayers <= 1024 ? { gpuLayers: s.gpuLayers } : {}),
+    });
+  }
+  return [...byName.values()].sort((a, b) => (a.service < b.service ? -1 : 1));
+}
+
+export function sanitizeReport(report: Report, receivedAt: number): ReportedState {
+  const egressError = text(report.egress?.error, LIMITS.error) ? `${EGRESS_ERROR_PREFIX}${report.egress?.error}` : '';
+  const planError = text([text(report.planError, LIMITS.error), egressError].filter(Boolean).join('; '), LIMITS.error);
+  const egress: NodeEgressStatus | undefined = report.egress
+    ? {
+        ...(report.egress.mode === EgressMode.EGRESS_MODE_ENFORCE ? { mode: 'Enforce' as const } : {}),
+        ...(report.egress.mode === EgressMode.EGRESS_MODE_AUDIT ? { mode: 'Audit' as const } : {}),
+        ...(digest(report.egress.rulesetDigest) ? { rulesetDigest: report.egress.rulesetDigest } : {}),
+        droppedPackets: count(report.egress.droppedPackets),
+        auditedPackets: count(report.egress.auditedPackets),
+        allowEntries: count(report.egress.allowEntries),
+      }
+    : undefined;
+  const vault: NodeVaultStatus | undefined = report.vault
+    ? {
+        encrypted: flag(report.vault.encrypted),
+        sealed: flag(report.vault.sealed),
+        locked: flag(report.vault.locked),
+        compliant: flag(report.vault.compliant),
+        ...(text(report.vault.policy, 253) ? { policy: text(report.vault.policy, 253) } : {}),
+        lockEpoch: count(report.vault.lockEpoch),
+        ...(list(report.vault.reasons).length
+          ? { reasons: list(report.vault.reasons).slice(0, LIMITS.reasons).map((r) => text(r, 256) ?? '').filter(Boolean) }
+          : {}),
+      }
+    : undefined;
+  const a = report.attestation;
+  const attestation: NodeAttestationStatus | undefined = a
+    ? {
+        secureBoot:
+          a.secureBoot === SecureBootState.SECURE_BOOT_STATE_ENABLED
+            ? 'Enabled'
+            : a.secureBoot === SecureBootState.SECURE_BOOT_STATE_DISABLED
+              ? 'Disabled'
+              : 'Unknown',
+        tpmPresent: flag(a.tpmPresent),
+        ...(text(a.pcrBank, 16) ? { pcrBank: text(a.pcrBank, 16) } : {}),
+        ...(digest(a.pcrDigest) ? { pcrDigest: a.pcrDigest } : {}),
+        ...(list(a.mismatchedPcrs).length
+          ? { mismatchedPcrs: [...new Set(list(a.mismatchedPcrs).filter((p) => Number.isInteger(p) && p >= 0 && p <= 23))].sort((x, y) => x - y).slice(0, LIMITS.pcrs) }
+          : {}),
+        ...(count(a.checkedUnixMillis) > 0 && a.checkedUnixMillis < 8.64e15 ? { checkedAt: rfc3339Seconds(a.checkedUnixMillis) } : {}),
+      }
+    : undefined;
+  const head = report.auditHead;
+  const audit = head && Buffer.isBuffer(head.rootHash) && head.rootHash.length === 32 ? { treeSize: count(head.treeSize), rootHash: head.rootHash.toString('hex') } : undefined;
+  return {
+    appliedGeneration: count(report.planGeneration),
+    ...(digest(report.planDigest) ? { appliedDigest: report.planDigest } : {}),
+    ...(planError ? { planError } : {}),
+    ...(egress ? { egress } : {}),
+    ...(vault ? { vault } : {}),
+    ...(attestation ? { attestation } : {}),
+    models: modelsOf(report),
+    inference: servicesOf(report),
+    ...(audit ? { audit } : {}),
+    receivedAt,
+  };
+}
+
+export function sanitizeHello(hello: Hello): AgentIdentity {
+  return {
+    ...(text(hello.agentVersion, 64) ? { version: text(hello.agentVersion, 64) } : {}),
+    ...(Number.isInteger(hello.protocolVersion) && hello.protocolVersion >= 0 && hello.protocolVersion <= 1000
+      ? { protocolVersion: hello.protocolVersion }
+      : {}),
+    capabilities: [...new Set(list(hello.capabilities).map((c) => text(c, 64) ?? '').filter(Boolean))].sort().slice(0, LIMITS.capabilities),
+  };
+}
+
+/** Agent status from what the channel knows now. */
+export function agentStatusOf(identity: AgentIdentity | undefined, connected: boolean, lastSeen: string | undefined): AgentStatus {
+  return {
+    ...(identity?.version ? { version: identity.version } : {}),
+    ...(identity?.protocolVersion !== undefined ? { protocolVersion: identity.protocolVersion } : {}),
+    connected,
+    ...(lastSeen ? { lastSeen } : {}),
+    ...(identity?.capabilities.length ? { capabilities: identity.capabilities } : {}),
+  };
+}

@@ -110,7 +110,7 @@ it.each([
   ['reading a Secret in another namespace', 'GET', '/api/v1/namespaces/kube-system/secrets/anything'],
   ['listing Secrets in another namespace', 'GET', '/api/v1/namespaces/default/secrets'],
   ['listing Secrets cluster-wide', 'GET', '/api/v1/secrets'],
-  ['writing a Secret in its own namespace', 'POST', `/api/v1/namespaces/${OPERATOR_NAMESPACE}/secrets`],
+  ['replacing another Secret in its own namespace', 'PUT', `/api/v1/namespaces/${OPERATOR_NAMESPACE}/secrets/agent-token`],
   ['deleting a Node', 'DELETE', '/api/v1/nodes/rbac-node'],
   ['changing a Model spec', 'PUT', '/apis/secai.io/v1alpha1/models/x'],
   ['reading Pods', 'GET', '/api/v1/pods'],

@@ -1,11 +1,15 @@
 // The operator process. Flags (or environment): --kubeconfig (KUBECONFIG), --namespace
 // (POD_NAMESPACE), --fleet-node-selector, --metrics-bind-address, --leader-elect,
-// --leader-election-id, --identity (POD_NAME), --log-level. Logs are JSON lines on stdout.
+// --leader-election-id, --identity (POD_NAME), --log-level, and the agent channel: --channel-listen
+// (repeatable; none disables the channel), --channel-dns-name (repeatable), --channel-tls-secret,
+// --agent-ca-configmap, --agent-service-account. Logs are JSON lines on stdout.
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { DEFAULT_FLEET_SELECTOR } from '../fleet/names.js';
 import { GracefulShutdown } from '../runtime/shutdown.js';
 import { DEFAULT_LEASE_NAME, startOperator } from './operator.js';
+
+const OPERATOR_VERSION = '0.1.0';
 
 const { values } = parseArgs({
   options: {
@@ -18,6 +22,11 @@ const { values } = parseArgs({
     identity: { type: 'string' },
     'log-level': { type: 'string' },
     'status-refresh-seconds': { type: 'string' },
+    'channel-listen': { type: 'string', multiple: true },
+    'channel-dns-name': { type: 'string', multiple: true },
+    'channel-tls-secret': { type: 'string' },
+    'agent-ca-configmap': { type: 'string' },
+    'agent-service-account': { type: 'string' },
   },
   strict: true,
 });
@@ -32,12 +41,15 @@ if (!Number.isFinite(refreshSeconds) || refreshSeconds < 1) {
   process.exit(2);
 }
 
+const namespace = values.namespace ?? process.env.POD_NAMESPACE ?? 'secai-system';
+const channelListen = values['channel-listen'] ?? ['0.0.0.0:9443'];
+
 try {
   const identity = values.identity ?? process.env.POD_NAME;
   const kubeconfig = values.kubeconfig ?? process.env.KUBECONFIG;
   const operator = await startOperator({
     ...(kubeconfig ? { kubeconfig } : {}),
-    namespace: values.namespace ?? process.env.POD_NAMESPACE ?? 'secai-system',
+    namespace,
     fleetSelector: values['fleet-node-selector'] ?? DEFAULT_FLEET_SELECTOR,
     metricsAddress: values['metrics-bind-address'] ?? ':8080',
     leaderElection: {
@@ -51,6 +63,18 @@ try {
       process.exit(1);
     },
     settings: { statusRefreshMs: refreshSeconds * 1000 },
+    ...(channelListen.length > 0 && channelListen[0] !== ''
+      ? {
+          channel: {
+            listen: channelListen,
+            dnsNames: values['channel-dns-name'] ?? [`secai-operator.${namespace}.svc`, `secai-operator.${namespace}.svc.cluster.local`],
+            tlsSecret: values['channel-tls-secret'] ?? 'secai-channel-tls',
+            caConfigMap: values['agent-ca-configmap'] ?? 'secai-agent-ca',
+            agentServiceAccount: values['agent-service-account'] ?? 'secai-agent',
+            version: OPERATOR_VERSION,
+          },
+        }
+      : {}),
     logger,
   });
   shutdown.add('operator', () => operator.stop());

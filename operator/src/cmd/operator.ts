@@ -21,6 +21,9 @@ import { CacheReferenceResolver } from '../fleet/resolver.js';
 import { RolloutRecords } from '../fleet/rollout-records.js';
 import { ServicePlacement } from '../fleet/service-placement.js';
 import { Applier } from '../runtime/apply.js';
+import { TOKEN_AUDIENCE } from '../../../api/proto/protocol.js';
+import { AgentChannelServer } from '../channel/server.js';
+import { ensureChannelTls } from '../channel/tls-bootstrap.js';
 import { systemClock } from '../runtime/clock.js';
 import type { Controller } from '../runtime/controller.js';
 import { KubeEventRecorder } from '../runtime/events.js';
@@ -52,6 +55,23 @@ export interface OperatorOptions {
   settings?: Partial<Omit<FleetSettings, 'startedAt'>>;
   informerOptions?: Partial<InformerOptions<KubeObject>>;
   nodeControllerConcurrency?: number;
+  /** The agent channel; served by the leader only, so agents always reach the replica with plans. */
+  channel?: ChannelOptions;
+}
+
+export interface ChannelOptions {
+  /** gRPC addresses: `0.0.0.0:9443`, `unix:///run/secai/channel.sock`. */
+  listen: string[];
+  /** DNS names in the serving certificate (the channel Service). */
+  dnsNames: string[];
+  /** The Secret with tls.crt, tls.key and ca.crt; made by the operator when absent. */
+  tlsSecret: string;
+  /** The ConfigMap agents read the CA bundle from. */
+  caConfigMap: string;
+  /** The ServiceAccount (in the operator's namespace) agent Pods run as. */
+  agentServiceAccount: string;
+  heartbeatSeconds?: number;
+  version: string;
 }
 
 export interface OperatorHandle {
@@ -61,6 +81,8 @@ export interface OperatorHandle {
   registry: Registry;
   metricsPort: number;
   identity: string;
+  /** The bound channel addresses once leading (TCP ports resolved). */
+  channelAddresses(): string[];
   isLeader(): boolean;
   /** Resolves once this replica leads and its controllers run. */
   leading: Promise<void>;
@@ -136,10 +158,34 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   let elector: LeaderElector | undefined;
   let markLeading!: () => void;
   const leading = new Promise<void>((resolve) => (markLeading = resolve));
+  let channel: AgentChannelServer | undefined;
+  let channelAddresses: string[] = [];
+  const startChannel = async (options: ChannelOptions) => {
+    const tls = await ensureChannelTls(client, {
+      namespace: opts.namespace,
+      secretName: options.tlsSecret,
+      caConfigMapName: options.caConfigMap,
+      dnsNames: options.dnsNames,
+      fieldManager: FIELD_MANAGER,
+    });
+    channel = new AgentChannelServer({
+      client,
+      identity: { audience: TOKEN_AUDIENCE, serviceAccount: { namespace: opts.namespace, name: options.agentServiceAccount } },
+      backend: intake,
+      tls,
+      listen: options.listen,
+      ...(options.heartbeatSeconds ? { heartbeatSeconds: options.heartbeatSeconds } : {}),
+      operatorVersion: options.version,
+      logger: logger.child({ component: 'agent-channel' }),
+      registry,
+    });
+    channelAddresses = await channel.start();
+  };
   const startControllers = async () => {
     await caches.waitForSync(120_000);
     await Promise.all(controllers.map((c) => c.start()));
     controllersRunning = true;
+    if (opts.channel) await startChannel(opts.channel);
     markLeading();
   };
 
@@ -186,11 +232,13 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     registry,
     metricsPort: health.port,
     identity,
+    channelAddresses: () => [...channelAddresses],
     isLeader: () => controllersRunning,
     leading,
     stop: () =>
       (stopping ??= (async () => {
-        // Stop taking work and drain, then hand the lease over, then stop watching.
+        // Stop serving agents and taking work, drain, then hand the lease over, then stop watching.
+        await channel?.stop();
         await Promise.all(controllers.map((c) => c.stop()));
         controllersRunning = false;
         await elector?.stop();

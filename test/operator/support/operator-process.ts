@@ -31,6 +31,8 @@ export class OperatorProcess {
         '--namespace', opts.namespace,
         '--identity', opts.identity,
         '--metrics-bind-address', `127.0.0.1:${metricsPort}`,
+        // The agent channel on a UNIX socket in the test's directory (never a shared TCP port).
+        '--channel-listen', `unix://${join(opts.dir, `channel-${opts.identity}.sock`)}`,
         ...(opts.args ?? []),
       ],
       { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: '' } },

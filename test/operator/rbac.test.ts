@@ -104,6 +104,8 @@ it('does its whole job with only the granted verbs', async () => {
   const log = operator!.logs();
   expect(log).not.toMatch(/"status":403|Forbidden|forbidden/);
   expect(log).toContain('"msg":"became leader"');
+  // The agent channel came up with the same least privilege (TLS Secret, CA ConfigMap).
+  expect(log).toContain('"msg":"agent channel listening"');
 }, 120_000);
 
 it.each([

@@ -1,5 +1,7 @@
-// A software TPM (swtpm) for tests and the lab: socket mode on free loopback ports, state in a
-// directory, started fresh (not-need-init, startup-clear). It dies with the process that started it.
+// A software TPM (swtpm) for tests and the lab: socket mode on free loopback ports, or on UNIX
+// sockets in the state directory (the lab: an agent inside a network namespace cannot reach the root
+// namespace's loopback, but it can reach a socket file), state in a directory, started fresh
+// (not-need-init, startup-clear). It dies with the process that started it.
 import { spawn } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
@@ -50,6 +52,17 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+function acceptsUnix(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ path });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -60,15 +73,20 @@ function alive(pid: number): boolean {
 }
 
 /** Starts swtpm with its state in `stateDir`; `stop()` ends it (SIGTERM, then SIGKILL after 2 s). */
-export async function startSwtpm(stateDir: string, options: { detached?: boolean } = {}): Promise<Swtpm> {
+export async function startSwtpm(stateDir: string, options: { detached?: boolean; unixSockets?: boolean } = {}): Promise<Swtpm> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const server = await freePortPair();
+  const serverSocket = join(stateDir, 'swtpm.sock');
+  const ctrlSocket = join(stateDir, 'swtpm.sock.ctrl');
+  const server = options.unixSockets ? 0 : await freePortPair();
   const ctrl = server + 1;
+  const endpoints = options.unixSockets
+    ? ['--server', `type=unixio,path=${serverSocket}`, '--ctrl', `type=unixio,path=${ctrlSocket}`]
+    : ['--server', `type=tcp,port=${server},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${ctrl},bindaddr=127.0.0.1`];
+  const ready = () => (options.unixSockets ? acceptsUnix(ctrlSocket) : accepts(ctrl));
   const args = [
     'socket', '--tpm2',
     '--tpmstate', `dir=${stateDir}`,
-    '--server', `type=tcp,port=${server},bindaddr=127.0.0.1`,
-    '--ctrl', `type=tcp,port=${ctrl},bindaddr=127.0.0.1`,
+    ...endpoints,
     '--flags', 'not-need-init,startup-clear',
     '--pid', `file=${join(stateDir, 'swtpm.pid')}`,
     '--log', `file=${join(stateDir, 'swtpm.log')}`,
@@ -80,16 +98,17 @@ export async function startSwtpm(stateDir: string, options: { detached?: boolean
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not start swtpm');
   const deadline = Date.now() + 10_000;
-  while (!(await accepts(ctrl))) {
+  while (!(await ready())) {
     if (!alive(pid) || Date.now() > deadline) {
       const log = await readFile(join(stateDir, 'swtpm.log'), 'utf8').catch(() => '');
       if (alive(pid)) process.kill(pid, 'SIGKILL');
-      throw new Error(`swtpm did not start on ports ${server}/${ctrl}: ${log.slice(-500)}`);
+      throw new Error(`swtpm did not start (${endpoints.join(' ')}): ${log.slice(-500)}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
-    tcti: `swtpm:host=127.0.0.1,port=${server}`,
+    // The swtpm TCTI finds the control socket at <path>.ctrl.
+    tcti: options.unixSockets ? `swtpm:path=${serverSocket}` : `swtpm:host=127.0.0.1,port=${server}`,
     pid,
     async stop() {
       if (!alive(pid)) return;

@@ -1,0 +1,102 @@
+// The agent's command line. Every option has an environment variable too (SECAI_<NAME>), so the
+// DaemonSet and the systemd unit can configure it either way.
+import { parseArgs } from 'node:util';
+
+export interface AgentConfig {
+  nodeName: string;
+  stateDir: string;
+  auditDir: string;
+  operatorAddress: string;
+  operatorServerName: string;
+  caFile: string;
+  tokenFile: string;
+  /** `host:port` or `unix:/path`. */
+  metricsListen: string;
+  /** TCP ports the node accepts connections on besides loopback (inference, metrics). */
+  inboundPorts: number[];
+  /** Destinations always allowed (`ip[/prefix][:port]`): the operator channel and the API server over TCP. */
+  alwaysAllow: string[];
+  nftPath: string;
+  inferenceHost: string;
+  vaultHeader?: string;
+  vaultMapper: string;
+  vaultMapperDir: string;
+  vaultMountPoint?: string;
+  tpmTcti?: string;
+  efiDir: string;
+  logLevel: string;
+}
+
+const OPTIONS = {
+  'node-name': { type: 'string' },
+  'state-dir': { type: 'string' },
+  'audit-dir': { type: 'string' },
+  'operator-address': { type: 'string' },
+  'operator-server-name': { type: 'string' },
+  'ca-file': { type: 'string' },
+  'token-file': { type: 'string' },
+  'metrics-listen': { type: 'string' },
+  'inbound-port': { type: 'string', multiple: true },
+  'always-allow': { type: 'string', multiple: true },
+  nft: { type: 'string' },
+  'inference-host': { type: 'string' },
+  'vault-header': { type: 'string' },
+  'vault-mapper': { type: 'string' },
+  'vault-mapper-dir': { type: 'string' },
+  'vault-mount-point': { type: 'string' },
+  'tpm-tcti': { type: 'string' },
+  'efi-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+
+export class ConfigError extends Error {}
+
+function envName(option: string): string {
+  return `SECAI_${option.toUpperCase().replaceAll('-', '_')}`;
+}
+
+export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv): AgentConfig {
+  const { values } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true });
+  const get = (option: keyof typeof OPTIONS): string | undefined => {
+    const value = values[option];
+    if (typeof value === 'string') return value;
+    return env[envName(option)];
+  };
+  const list = (option: 'inbound-port' | 'always-allow'): string[] => {
+    const value = values[option];
+    if (Array.isArray(value) && value.length > 0) return value;
+    return (env[envName(option)] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  };
+  const need = (option: keyof typeof OPTIONS, fallback?: string): string => {
+    const value = get(option) ?? fallback;
+    if (!value) throw new ConfigError(`--${option} (or ${envName(option)}) is required`);
+    return value;
+  };
+  const stateDir = need('state-dir', '/var/lib/secai');
+  const inboundPorts = list('inbound-port').map((p) => {
+    const port = Number(p);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--inbound-port ${p} is not a port`);
+    return port;
+  });
+  return {
+    nodeName: need('node-name', env.NODE_NAME),
+    stateDir,
+    auditDir: need('audit-dir', `${stateDir}/audit`),
+    operatorAddress: need('operator-address'),
+    operatorServerName: need('operator-server-name', 'secai-operator.secai-system.svc'),
+    caFile: need('ca-file', '/etc/secai/channel/ca.crt'),
+    tokenFile: need('token-file', '/var/run/secrets/secai.io/token'),
+    metricsListen: need('metrics-listen', '0.0.0.0:9464'),
+    inboundPorts,
+    alwaysAllow: list('always-allow'),
+    nftPath: need('nft', 'nft'),
+    inferenceHost: need('inference-host', '0.0.0.0'),
+    vaultHeader: get('vault-header'),
+    vaultMapper: need('vault-mapper', 'secai-vault'),
+    vaultMapperDir: need('vault-mapper-dir', '/dev/mapper'),
+    vaultMountPoint: get('vault-mount-point'),
+    tpmTcti: get('tpm-tcti'),
+    efiDir: need('efi-dir', '/sys/firmware/efi'),
+    logLevel: need('log-level', 'info'),
+  };
+}

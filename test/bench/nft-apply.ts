@@ -2,11 +2,16 @@
 // 150 ms, 100,000 under 1 s), against a bare `nft -f` of the very same ruleset text, interleaved
 // in one run (ABAB, alternating which goes first) inside a test-created namespace; medians are
 // compared. "Apply and verify" is what the agent does: `nft -f` of the replace transaction, then
-// `nft -j list table`, parse, normalise, compare with the intent, digest.
-// Each entry is one address with one TCP port (the `ipv4_addr . inet_service` hash set).
+// the read-back (a terse `nft -j list ruleset inet` beside the kernel dump of the set elements by
+// nft-set-elements), parse, normalise, compare element by element and rule by rule with the
+// intent, digest.
+// Each entry is one address with one TCP port (the `ipv4_addr . inet_service` hash set): distinct
+// addresses over 1,000 distinct ports, as a list of services looks.
 // The measuring process runs inside the namespace and calls nft directly, as the agent does on a
-// node (no `ip netns exec` per call).
+// node (no `ip netns exec` per call). The load average is taken before and after, as the machine
+// is shared.
 // Run: npx tsx test/bench/nft-apply.ts [entries...]
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { EgressMode, type EgressPlan, Protocol, Via } from '../../api/gen/proto/secai/fleet/v1/agent.js';
@@ -14,6 +19,7 @@ import { runCommand } from '../../agents/src/exec.js';
 import { applyEgressTable } from '../../agents/src/egress/apply-egress.js';
 import { type NftTarget, runNft } from '../../agents/src/egress/nft-target.js';
 import { renderEgressRuleset, replaceTableTransaction } from '../../agents/src/egress/render-egress-ruleset.js';
+import { buildSetElementReader, nativeHelperCacheDir } from '../../agents/src/egress/set-element-reader.js';
 import { NetnsHarness } from '../support/netns.js';
 
 export interface NftApplyFigures {
@@ -27,6 +33,9 @@ export interface NftApplyFigures {
   verifyMs: number;
   /** applyVerifyMs / bareNftMs. */
   ratio: number;
+  /** The 1-minute load average when the size started and when it ended. */
+  loadBefore: number;
+  loadAfter: number;
 }
 
 function median(values: number[]): number {
@@ -52,6 +61,7 @@ export function allowlistPlan(entries: number): EgressPlan {
 }
 
 export async function measureNftApply(entries: number, rounds: number, target: NftTarget): Promise<NftApplyFigures> {
+  const loadBefore = loadavg()[0]!;
   const renderStarted = performance.now();
   const rendered = renderEgressRuleset(allowlistPlan(entries), new Map(), { inboundTcpPorts: [8080, 9100] });
   const renderMs = performance.now() - renderStarted;
@@ -88,7 +98,18 @@ export async function measureNftApply(entries: number, rounds: number, target: N
   }
   const bareNftMs = median(bare);
   const applyVerifyMs = median(full);
-  return { entries, rounds, renderMs, bareNftMs, applyVerifyMs, applyMs: median(apply), verifyMs: median(verify), ratio: applyVerifyMs / bareNftMs };
+  return {
+    entries,
+    rounds,
+    renderMs,
+    bareNftMs,
+    applyVerifyMs,
+    applyMs: median(apply),
+    verifyMs: median(verify),
+    ratio: applyVerifyMs / bareNftMs,
+    loadBefore,
+    loadAfter: loadavg()[0]!,
+  };
 }
 
 const INSIDE = '--inside-namespace';
@@ -112,7 +133,8 @@ export async function benchmarkNftApply(sizes: { entries: number; rounds: number
 function describe(f: NftApplyFigures): string {
   return (
     `${f.entries} entries: apply+verify ${f.applyVerifyMs.toFixed(1)} ms (apply ${f.applyMs.toFixed(1)}, verify ${f.verifyMs.toFixed(1)}), ` +
-    `bare nft -f ${f.bareNftMs.toFixed(1)} ms, ratio ${f.ratio.toFixed(2)}, render ${f.renderMs.toFixed(1)} ms (median of ${f.rounds})`
+    `bare nft -f ${f.bareNftMs.toFixed(1)} ms, ratio ${f.ratio.toFixed(2)}, render ${f.renderMs.toFixed(1)} ms (median of ${f.rounds}; ` +
+    `load average ${f.loadBefore.toFixed(2)} -> ${f.loadAfter.toFixed(2)})`
   );
 }
 
@@ -123,7 +145,8 @@ export function describeNftApply(figures: NftApplyFigures[]): string {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (process.argv[2] === INSIDE) {
     const sizes = JSON.parse(process.argv[3]!) as { entries: number; rounds: number }[];
-    const target: NftTarget = { exec: runCommand, nftPath: 'nft' };
+    const setElementReader = await buildSetElementReader({ exec: runCommand, cacheDir: nativeHelperCacheDir() });
+    const target: NftTarget = { exec: runCommand, nftPath: 'nft', setElementReader };
     const figures: NftApplyFigures[] = [];
     for (const { entries, rounds } of sizes) figures.push(await measureNftApply(entries, rounds, target));
     process.stdout.write(`figures ${JSON.stringify(figures)}\n`);

@@ -13,6 +13,7 @@ import { runCommand } from '../../agents/src/exec.js';
 import { queryResolver, resolveThroughResolvers } from '../../agents/src/egress/dns-client.js';
 import { EgressEnforcer } from '../../agents/src/egress/egress-enforcer.js';
 import { egressMetrics } from '../../agents/src/egress/egress-metrics.js';
+import { nativeHelperCacheDir, withSetElementReader } from '../../agents/src/egress/set-element-reader.js';
 
 export type NodeRequest =
   | { op: 'apply'; plan: unknown; inboundTcpPorts?: number[]; fqdnTimeouts?: { minSeconds: number; maxSeconds: number } }
@@ -37,6 +38,8 @@ const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination
 const registry = new Registry();
 const metrics = egressMetrics(registry);
 let enforcer: EgressEnforcer | undefined;
+// As the agent does: the kernel dump of set elements when the reader builds here.
+const nft = await withSetElementReader({ exec: runCommand, nftPath: 'nft' }, { exec: runCommand, cacheDir: nativeHelperCacheDir() }, logger);
 
 function tcpConnect(host: string, port: number, timeoutMs: number): Promise<ConnectOutcome> {
   const started = performance.now();
@@ -78,7 +81,7 @@ async function handle(request: NodeRequest): Promise<unknown> {
   switch (request.op) {
     case 'apply': {
       enforcer ??= new EgressEnforcer({
-        nft: { exec: runCommand, nftPath: 'nft' },
+        nft,
         inboundTcpPorts: request.inboundTcpPorts ?? [],
         logger,
         metrics,

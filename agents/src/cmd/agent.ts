@@ -19,6 +19,7 @@ import { AuditLog } from '../audit/audit-log.js';
 import { AgentChannelClient } from '../channel/client.js';
 import { EgressEnforcer } from '../egress/egress-enforcer.js';
 import { egressMetrics } from '../egress/egress-metrics.js';
+import { nativeHelperCacheDir, withSetElementReader } from '../egress/set-element-reader.js';
 import { runCommand } from '../exec.js';
 import { inferenceMetrics } from '../inference/inference-metrics.js';
 import { InferenceServiceManager, type TrustedModels } from '../inference/inference-service-manager.js';
@@ -83,7 +84,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
 
   const duties: Duty[] = [
     new EgressEnforcer({
-      nft: { exec: runCommand, nftPath: config.nftPath },
+      nft: await withSetElementReader({ exec: runCommand, nftPath: config.nftPath }, { exec: runCommand, cacheDir: nativeHelperCacheDir() }, log),
       inboundTcpPorts: config.inboundPorts,
       fixedAllow: config.alwaysAllow.map(parseAlwaysAllow),
       logger: log,

@@ -1,9 +1,10 @@
 // Applies a rendered egress table in one nft transaction, reads it back from the kernel and
 // compares it with the intent; harvests the named drop counters; refreshes FQDN set elements.
 import { performance } from 'node:perf_hooks';
-import { compareEgressTables, EGRESS_TABLE_FAMILY, EGRESS_TABLE_NAME, egressTableDigest } from './egress-table.js';
-import { type CounterValue, type EgressListing, NftListingError, parseNftListing } from './nft-listing.js';
+import { compareEgressTables, EGRESS_TABLE_FAMILY, EGRESS_TABLE_NAME, egressTableDigest, type NormalisedTable } from './egress-table.js';
+import { type CounterValue, type EgressListing, MAX_LISTED_ELEMENTS, NftListingError, parseNftListing } from './nft-listing.js';
 import { type NftTarget, runNft } from './nft-target.js';
+import { dumpedElementKeys, expectedElementsOf, readSetElements } from './set-element-reader.js';
 import { COUNTER_AUDITED, COUNTER_DNS_DROPPED, COUNTER_DROPPED, COUNTER_INBOUND_DROPPED, type RenderedEgressRuleset, replaceTableTransaction } from './render-egress-ruleset.js';
 import { elementText, type SetElement } from './set-elements.js';
 
@@ -27,7 +28,7 @@ export async function applyEgressTable(target: NftTarget, rendered: RenderedEgre
   const applied = performance.now();
   let listing: EgressListing;
   try {
-    listing = await readEgressTable(target);
+    listing = await readEgressTable(target, rendered.intent);
   } catch (error) {
     // The new table is in force but unverified: report it as a difference, not as "not applied".
     const empty = { table: { sets: [], chains: [], counters: [], limits: [], others: [] }, counters: new Map(), elementCounts: new Map() };
@@ -54,8 +55,40 @@ export async function applyEgressTable(target: NftTarget, rendered: RenderedEgre
   };
 }
 
-export async function readEgressTable(target: NftTarget): Promise<EgressListing> {
-  return parseNftListing(await runNft(target, ['-j', 'list', 'table', EGRESS_TABLE_FAMILY, EGRESS_TABLE_NAME]));
+/**
+ * Reads the table back from the kernel. With a set element reader, nft lists the family's ruleset
+ * tersely (nft 1.0.6 then fetches no set elements, where any listing of the table fetches them
+ * all: ~1 s at 100,000) while the reader dumps the elements; the two run side by side. Each read is
+ * consistent in itself; should the table change between them, the result mixes two states the
+ * kernel really held after the apply, so a difference from the intent still shows, and the sets
+ * of the two reads must agree. `intent` only saves building and sorting the keys of elements that
+ * match it.
+ */
+export async function readEgressTable(target: NftTarget, intent?: NormalisedTable): Promise<EgressListing> {
+  if (target.setElementReader === undefined) {
+    return parseNftListing(await runNft(target, ['-j', 'list', 'table', EGRESS_TABLE_FAMILY, EGRESS_TABLE_NAME]));
+  }
+  const reading = Promise.all([
+    runNft(target, ['-j', '-t', 'list', 'ruleset', EGRESS_TABLE_FAMILY]),
+    readSetElements(target, target.setElementReader, EGRESS_TABLE_FAMILY, EGRESS_TABLE_NAME, MAX_LISTED_ELEMENTS),
+  ]);
+  // Indexing the intent's elements overlaps with the two reads, which take no input from here.
+  const expected = intent && expectedElementsOf(intent);
+  const [structure, dump] = await reading;
+  const listed = new Set<string>();
+  const listing = parseNftListing(structure, {
+    ruleset: true,
+    elementsOf: (name, type) => {
+      const dumped = dump.sets.get(name);
+      if (!dumped) throw new NftListingError(`set ${name} is listed but the kernel dumped no such set`);
+      listed.add(name);
+      return dumpedElementKeys(dumped, type, expected?.get(name));
+    },
+  });
+  for (const name of dump.sets.keys()) {
+    if (!listed.has(name)) throw new NftListingError(`the kernel dumped set ${name}, which nft did not list`);
+  }
+  return listing;
 }
 
 function allowEntriesOf(listing: EgressListing): number {

@@ -70,9 +70,16 @@ export function sortTable(table: NormalisedTable): NormalisedTable {
  * that change with every refresh and differ between nodes enforcing the same plan.
  */
 export function egressTableDigest(table: NormalisedTable): string {
-  const sorted = sortTable(table);
-  const stable = { ...sorted, sets: sorted.sets.map((set) => (isDynamicSet(set) ? { ...set, elements: [] } : set)) };
-  return createHash('sha256').update(canonicalJson(stable)).digest('hex');
+  const { sets, ...rest } = sortTable(table);
+  // The bytes of canonicalJson(table), built in pieces: JSON.stringify spells an array of strings
+  // exactly as canonicalJson does, several times faster at 100,000 elements. `sets` is the last
+  // key of the table and `elements` the first of a set, so each piece goes where it sorts.
+  const hash = createHash('sha256').update(`${canonicalJson(rest).slice(0, -1)},"sets":[`);
+  sets.forEach((set, i) => {
+    const { elements, ...declared } = set;
+    hash.update(`${i === 0 ? '' : ','}{"elements":${JSON.stringify(isDynamicSet(set) ? [] : elements)},${canonicalJson(declared).slice(1)}`);
+  });
+  return hash.update(']}').digest('hex');
 }
 
 const MAX_REPORTED_DIFFERENCES = 20;

@@ -1,6 +1,10 @@
 // The read-back parser on nft JSON as nft 1.0.6 prints it (shapes taken from real listings), and
 // the comparison and digest over the normalised result.
-import { compareEgressTables, egressTableDigest, type NormalisedTable } from './egress-table.js';
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../../../api/canonical-json.js';
+import { compareEgressTables, egressTableDigest, isDynamicSet, type NormalisedTable, sortTable } from './egress-table.js';
+import { renderEgressRuleset } from './render-egress-ruleset.js';
+import { GOLDEN_CASES } from './testdata/golden-cases.js';
 import { MAX_LISTED_ELEMENTS, NftListingError, parseNftListing } from './nft-listing.js';
 
 const meta = { metainfo: { version: '1.0.6', release_name: 'Lester Gooch #5', json_schema_version: 1 } };
@@ -63,7 +67,8 @@ test('rules print as nft spells them; statements the renderer never writes canno
 test.each([
   ['not JSON', 'nope', /invalid JSON/],
   ['no nftables array', '{"x":1}', /no "nftables" array/],
-  ['another table', listing({ set: { family: 'inet', name: 's', table: 'other', type: 'ipv4_addr' } }), /table other/],
+  ['another table', listing({ set: { family: 'inet', name: 's', table: 'other', type: 'ipv4_addr' } }), /table inet other/],
+  ['another family', listing({ set: { family: 'ip', name: 's', table: 'secai', type: 'ipv4_addr' } }), /table ip secai/],
   ['a rule of an unknown chain', listing(rule('ghost', [])), /unknown chain ghost/],
   ['an element of the wrong family', listing(set('s', 'ipv4_addr', ['2001:db8::1'])), /unreadable address/],
   ['a port out of range', listing(set('s', ['ipv4_addr', 'inet_service'], [{ concat: ['10.0.0.1', 70000] }])), /unreadable port/],
@@ -77,6 +82,33 @@ test.each([
 test('refuses a listing with more elements than the bound', () => {
   const many = Array.from({ length: MAX_LISTED_ELEMENTS + 1 }, () => '10.0.0.1');
   expect(() => parseNftListing(listing(set('s', 'ipv4_addr', many)))).toThrow(/more than 1000000 set elements/);
+});
+
+test('a terse ruleset listing: other tables are skipped, elements come from elsewhere', () => {
+  const text = JSON.stringify({
+    nftables: [
+      meta,
+      { table: { family: 'inet', name: 'other', handle: 1 } },
+      { set: { family: 'inet', name: 'big', table: 'other', type: 'ipv4_addr', handle: 2 } },
+      { chain: { family: 'inet', table: 'other', name: 'output', handle: 3 } },
+      { table: { family: 'inet', name: 'secai', handle: 4 } },
+      // Terse: no `elem`.
+      set('allow_v4_tcp_port', ['ipv4_addr', 'inet_service'], [], { elem: undefined, size: 2 }),
+    ],
+  });
+  const asked: string[] = [];
+  const parsed = parseNftListing(text, {
+    ruleset: true,
+    elementsOf: (name, type) => {
+      asked.push(`${name}: ${type.join(' . ')}`);
+      return { keys: ['10.0.0.1 . 443', '10.0.0.2 . 443'], count: 2 };
+    },
+  });
+  expect(asked).toEqual(['allow_v4_tcp_port: ipv4_addr . inet_service']);
+  expect(parsed.table.sets).toEqual([{ name: 'allow_v4_tcp_port', type: ['ipv4_addr', 'inet_service'], flags: [], size: 2, elements: ['10.0.0.1 . 443', '10.0.0.2 . 443'] }]);
+  expect(parsed.table.chains).toEqual([]);
+  expect([...parsed.elementCounts]).toEqual([['allow_v4_tcp_port', 2]]);
+  expect(() => parseNftListing(text, { ruleset: true, elementsOf: () => ({ keys: [], count: MAX_LISTED_ELEMENTS + 1 }) })).toThrow(/more than 1000000 set elements/);
 });
 
 const table = (elements: string[], dynamic: string[] = []): NormalisedTable => ({
@@ -93,6 +125,13 @@ const table = (elements: string[], dynamic: string[] = []): NormalisedTable => (
 test('the digest covers static elements and leaves out DNS-learned ones', () => {
   expect(egressTableDigest(table(['10.0.0.1']))).toBe(egressTableDigest(table(['10.0.0.1'], ['192.0.2.7'])));
   expect(egressTableDigest(table(['10.0.0.1']))).not.toBe(egressTableDigest(table(['10.0.0.2'])));
+});
+
+test.each(GOLDEN_CASES)('the digest of $name is SHA-256 over the canonical JSON of the table', ({ plan, resolved, options }) => {
+  const { intent } = renderEgressRuleset(plan, resolved ?? new Map(), { inboundTcpPorts: [], ...options });
+  const sorted = sortTable(intent);
+  const stable = { ...sorted, sets: sorted.sets.map((set) => (isDynamicSet(set) ? { ...set, elements: [] } : set)) };
+  expect(egressTableDigest(intent)).toBe(createHash('sha256').update(canonicalJson(stable)).digest('hex'));
 });
 
 test('the comparison names what differs', () => {

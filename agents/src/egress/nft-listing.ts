@@ -1,10 +1,11 @@
-// Reduces the JSON of `nft -j list table inet secai` to the normalised table, and reads the named
-// counters. Rules are printed back as nft's text spelling of each statement, the spelling the
-// renderer writes, so a rule compares as one string; a statement of a kind the renderer never
-// writes prints as `?{json}` and so can never match. Every count and depth is bounded: the listing
+// Reduces the JSON of `nft -j list table inet secai` (or of a terse ruleset listing, with the set
+// elements read elsewhere) to the normalised table, and reads the named counters. Rules are
+// printed back as nft's text spelling of each statement, the spelling the renderer writes, so a
+// rule compares as one string; a statement of a kind the renderer never writes prints as
+// `?{json}` and so can never match. Every count and depth is bounded: the listing
 // reflects kernel state that another root process could have filled.
 import { canonicalJson } from '../../../api/canonical-json.js';
-import { EGRESS_TABLE_NAME, type NormalisedChain, type NormalisedLimit, type NormalisedSet, type NormalisedTable, sortTable } from './egress-table.js';
+import { EGRESS_TABLE_FAMILY, EGRESS_TABLE_NAME, type NormalisedChain, type NormalisedLimit, type NormalisedSet, type NormalisedTable, sortTable } from './egress-table.js';
 import { type AddressInterval, AddressError, formatInterval, type IpFamily, parseInterval, parseIpv4Number } from './ip-address.js';
 import { elementKeys, formatPortInterval, type PortInterval } from './set-elements.js';
 
@@ -42,7 +43,17 @@ function unknown(value: Json): string {
   return `?${text.length > MAX_UNKNOWN_TEXT ? `${text.slice(0, MAX_UNKNOWN_TEXT)}...` : text}`;
 }
 
-export function parseNftListing(text: string): EgressListing {
+export interface ListingOptions {
+  /** A listing of a whole family's ruleset: objects of other tables are skipped rather than refused. */
+  ruleset?: boolean;
+  /**
+   * The comparison keys and element count of each set, from a source other than the listing (a
+   * terse listing prints no elements). Throws when it has no elements for the set.
+   */
+  elementsOf?: (name: string, type: string[]) => { keys: string[]; count: number };
+}
+
+export function parseNftListing(text: string, options: ListingOptions = {}): EgressListing {
   let document: Json;
   try {
     document = JSON.parse(text) as Json;
@@ -51,7 +62,6 @@ export function parseNftListing(text: string): EgressListing {
   }
   const items = isObject(document) ? document.nftables : undefined;
   if (!Array.isArray(items)) throw new NftListingError('nft JSON has no "nftables" array');
-  if (items.length > MAX_LISTED_OBJECTS + MAX_LISTED_RULES) throw new NftListingError(`nft listed ${items.length} objects, more than expected`);
 
   const sets: NormalisedSet[] = [];
   const chains = new Map<string, NormalisedChain>();
@@ -61,23 +71,36 @@ export function parseNftListing(text: string): EgressListing {
   const elementCounts = new Map<string, number>();
   let elementTotal = 0;
   let ruleTotal = 0;
+  let objectTotal = 0;
 
   for (const item of items) {
     if (!isObject(item)) throw new NftListingError('nft JSON holds a non-object item');
     const [kind, body] = Object.entries(item)[0] ?? [];
     if (kind === undefined || !isObject(body)) throw new NftListingError('nft JSON holds an empty item');
     if (kind === 'metainfo' || kind === 'table') continue;
-    if (body.table !== EGRESS_TABLE_NAME) throw new NftListingError(`nft listed a ${kind} of table ${String(body.table)}`);
+    if (body.table !== EGRESS_TABLE_NAME || body.family !== EGRESS_TABLE_FAMILY) {
+      if (options.ruleset) continue;
+      throw new NftListingError(`nft listed a ${kind} of table ${String(body.family)} ${String(body.table)}`);
+    }
+    if (kind !== 'rule' && ++objectTotal > MAX_LISTED_OBJECTS) throw new NftListingError(`nft listed more than ${MAX_LISTED_OBJECTS} objects`);
     const name = typeof body.name === 'string' ? body.name : '';
     switch (kind) {
       case 'set': {
-        const listed = Array.isArray(body.elem) ? body.elem : [];
-        elementTotal += listed.length;
-        if (elementTotal > MAX_LISTED_ELEMENTS) throw new NftListingError(`nft listed more than ${MAX_LISTED_ELEMENTS} set elements`);
         const type = (Array.isArray(body.type) ? body.type : [body.type]).map(String);
         const flags = (Array.isArray(body.flags) ? body.flags : []).map(String);
-        const elements = elementKeysOf(listed, type, name);
-        elementCounts.set(name, listed.length);
+        let elements: string[];
+        let count: number;
+        if (options.elementsOf) {
+          ({ keys: elements, count } = options.elementsOf(name, type));
+        } else {
+          const listed = Array.isArray(body.elem) ? body.elem : [];
+          count = listed.length;
+          if (elementTotal + count > MAX_LISTED_ELEMENTS) throw new NftListingError(`nft listed more than ${MAX_LISTED_ELEMENTS} set elements`);
+          elements = elementKeysOf(listed, type, name);
+        }
+        elementTotal += count;
+        if (elementTotal > MAX_LISTED_ELEMENTS) throw new NftListingError(`nft listed more than ${MAX_LISTED_ELEMENTS} set elements`);
+        elementCounts.set(name, count);
         sets.push({ name, type, flags, size: typeof body.size === 'number' ? body.size : undefined, elements });
         break;
       }

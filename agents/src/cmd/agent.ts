@@ -160,7 +160,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
   };
 }
 
-async function main(): Promise<void> {
+export async function main(): Promise<void> {
   let config: AgentConfig;
   try {
     config = parseAgentConfig(process.argv.slice(2), process.env);

@@ -11,6 +11,7 @@ export const AUDIT_EVENT_TYPES = [
   'model.rejected',
   'model.contained',
   'model.removed',
+  'model.verified',
   'service.started',
   'service.stopped',
   'service.failed',

@@ -1,0 +1,138 @@
+// secai-quarantine: the quarantine pipeline as a command, so a person can check a model before it
+// ever reaches the fleet. It runs the same stages as the agent (fetch, the sandboxed one pass,
+// offline signature verification, static checks) and promotes nothing.
+//
+//   secai-quarantine <file|url> --sha256 HEX [--size N]
+//       [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)] [--allow-insecure-http] [--json]
+//
+// Exit status: 0 trusted, 1 rejected, 2 usage error.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runCommand } from '../exec.js';
+import { verifyArtifact, type ArtifactSource, type SignatureInput } from './pipeline.js';
+import { DEFAULT_QUARANTINE_POLICY } from './policy.js';
+import { createScannerSandbox } from './scanner-sandbox.js';
+import { isAnchoredPattern } from './signature.js';
+import { composeVerdict, notRequested, Stage, type Verdict } from './verdict.js';
+
+export const USAGE = `usage: secai-quarantine <file|url> --sha256 HEX [--size N]
+         [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)]
+         [--allow-insecure-http] [--json]
+exit status: 0 trusted, 1 rejected, 2 usage error`;
+
+export interface CliRequest {
+  source: ArtifactSource;
+  sha256: string;
+  sizeBytes?: number;
+  signature?: { bundle: string; key?: string; identity?: string; issuer?: string; trustedRoot?: string };
+  json: boolean;
+}
+
+export class UsageError extends Error {}
+
+/** Parses the command line; pure. */
+export function parseCommandLine(argv: readonly string[]): CliRequest {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        sha256: { type: 'string' },
+        size: { type: 'string' },
+        bundle: { type: 'string' },
+        key: { type: 'string' },
+        identity: { type: 'string' },
+        issuer: { type: 'string' },
+        'trusted-root': { type: 'string' },
+        'allow-insecure-http': { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1) throw new UsageError('give exactly one file or URL');
+  const target = positionals[0]!;
+  const sha256 = values.sha256?.toLowerCase();
+  if (!sha256 || !/^[0-9a-f]{64}$/.test(sha256)) throw new UsageError('--sha256 must be 64 hex digits');
+  let sizeBytes: number | undefined;
+  if (values.size !== undefined) {
+    if (!/^[1-9][0-9]{0,15}$/.test(values.size) || !Number.isSafeInteger(Number(values.size))) throw new UsageError('--size must be a positive integer');
+    sizeBytes = Number(values.size);
+  }
+  const keyless = [values.identity, values.issuer, values['trusted-root']];
+  const anyKeyless = keyless.some((v) => v !== undefined);
+  if (values.bundle === undefined && (values.key !== undefined || anyKeyless)) throw new UsageError('--key, --identity, --issuer and --trusted-root need --bundle');
+  let signature: CliRequest['signature'];
+  if (values.bundle !== undefined) {
+    if (values.key !== undefined && anyKeyless) throw new UsageError('give either --key or --identity/--issuer/--trusted-root, not both');
+    if (values.key !== undefined) signature = { bundle: values.bundle, key: values.key };
+    else if (keyless.every((v) => v !== undefined)) {
+      if (!isAnchoredPattern(values.identity!)) throw new UsageError('--identity must be anchored: start with ^ and end with $');
+      signature = { bundle: values.bundle, identity: values.identity!, issuer: values.issuer!, trustedRoot: values['trusted-root']! };
+    } else throw new UsageError('--bundle needs --key, or all of --identity, --issuer and --trusted-root');
+  }
+  const isUrl = /^https?:\/\//i.test(target);
+  const source: ArtifactSource = isUrl ? { kind: 'url', url: target, allowInsecureHttp: values['allow-insecure-http'] } : { kind: 'file', path: target };
+  const request: CliRequest = { source, sha256, json: values.json };
+  if (sizeBytes !== undefined) request.sizeBytes = sizeBytes;
+  if (signature) request.signature = signature;
+  return request;
+}
+
+async function signatureInput(signature: NonNullable<CliRequest['signature']>): Promise<SignatureInput> {
+  const bundleJson = await readFile(signature.bundle, 'utf8');
+  if (signature.key !== undefined) return { bundleJson, policy: { kind: 'key', publicKeyPem: await readFile(signature.key, 'utf8') } };
+  return {
+    bundleJson,
+    policy: { kind: 'keyless', issuer: signature.issuer!, subjectPattern: signature.identity!, trustedRootJson: await readFile(signature.trustedRoot!, 'utf8') },
+  };
+}
+
+/** Runs the check; the verdict's Promotion stage is always "not requested". */
+export async function checkArtifact(request: CliRequest): Promise<Verdict> {
+  const stagingDir = await mkdtemp(join(tmpdir(), 'secai-quarantine-'));
+  try {
+    const policy = DEFAULT_QUARANTINE_POLICY;
+    const sandbox = createScannerSandbox({ exec: runCommand, policy: policy.scanner });
+    const input = { source: request.source, pin: { sha256: request.sha256, sizeBytes: request.sizeBytes ?? 0 }, policy };
+    const verified = await verifyArtifact(request.signature ? { ...input, signature: await signatureInput(request.signature) } : input, { sandbox, stagingDir });
+    const results = [...verified.results, notRequested(Stage.Promotion, 'check only: nothing is promoted')];
+    return composeVerdict(results, verified.facts ? { sha256: verified.facts.sha256, sizeBytes: verified.facts.sizeBytes } : {});
+  } finally {
+    await rm(stagingDir, { recursive: true, force: true });
+  }
+}
+
+export function formatVerdict(verdict: Verdict): string {
+  const lines = verdict.stages.map((s) => `${s.status.padEnd(7)} ${s.stage.padEnd(10)} ${s.reason.padEnd(22)} ${s.message}`);
+  lines.push(verdict.trusted ? `TRUSTED ${verdict.sha256 ?? ''}`.trim() : `REJECTED at ${verdict.stage}: ${verdict.reason} (${verdict.message})`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The command; returns the exit status. */
+export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  let request: CliRequest;
+  try {
+    request = parseCommandLine(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    err.write(`secai-quarantine: ${e.message}\n${USAGE}\n`);
+    return 2;
+  }
+  let verdict: Verdict;
+  try {
+    verdict = await checkArtifact(request);
+  } catch (e) {
+    // Unreadable signature material is the user's input error, not the artifact's verdict.
+    err.write(`secai-quarantine: ${(e as Error).message}\n`);
+    return 2;
+  }
+  out.write(request.json ? `${JSON.stringify(verdict, null, 2)}\n` : formatVerdict(verdict));
+  return verdict.trusted ? 0 : 1;
+}

@@ -1,0 +1,163 @@
+// Acquires an artifact over http(s) into a private staging file, with hard limits: size (declared
+// and actual), total time, time without progress, number of redirects, and redirects that stay on
+// the same scheme, host and port unless policy allows otherwise (https never downgrades to http
+// unless the Model allows http at all). Every hop is also checked by an injected destination
+// filter, which the agent backs with its egress plan.
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdir, unlink } from 'node:fs/promises';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { join } from 'node:path';
+import type { FetchPolicy } from './policy.js';
+import { failed, passed, Reason, Stage, type ReasonCode, type StageResult } from './verdict.js';
+
+export const MAX_URL_LENGTH = 4096;
+
+export interface FetchOptions extends FetchPolicy {
+  maxBytes: number;
+  allowInsecureHttp: boolean;
+  /** Whether the node may connect to this URL (its egress plan); every hop is asked. */
+  allowDestination?: (url: URL) => boolean;
+  /** Extra trust anchors for https (a private mirror, or tests). */
+  ca?: string | Buffer;
+}
+
+export type SourceCheck = { ok: true; url: URL } | { ok: false; reason: ReasonCode; message: string };
+
+/** Checks a source URL before any connection: scheme, credentials, length, control characters. */
+export function checkSourceUrl(raw: string, allowInsecureHttp: boolean): SourceCheck {
+  if (raw.length > MAX_URL_LENGTH) return { ok: false, reason: Reason.SourceInvalid, message: `the URL is longer than ${MAX_URL_LENGTH} characters` };
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f\s\\]/.test(raw)) return { ok: false, reason: Reason.SourceInvalid, message: 'the URL contains whitespace, control characters or backslashes' };
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { ok: false, reason: Reason.SourceInvalid, message: 'the URL does not parse' };
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && allowInsecureHttp)) {
+    return { ok: false, reason: Reason.SchemeNotAllowed, message: `scheme ${url.protocol} is not allowed${url.protocol === 'http:' ? ' (the Model does not allow insecure http)' : ''}` };
+  }
+  if (url.username || url.password) return { ok: false, reason: Reason.SourceInvalid, message: 'the URL carries credentials' };
+  if (!url.hostname) return { ok: false, reason: Reason.SourceInvalid, message: 'the URL has no host' };
+  return { ok: true, url };
+}
+
+function sameOrigin(a: URL, b: URL): boolean {
+  return a.protocol === b.protocol && a.hostname === b.hostname && a.port === b.port;
+}
+
+export interface FetchedFile {
+  path: string;
+  sizeBytes: number;
+}
+
+class FetchFailure extends Error {
+  constructor(
+    readonly reason: ReasonCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function request(url: URL, options: FetchOptions, signal: AbortSignal, onIdle: () => void): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const client = url.protocol === 'https:' ? https : http;
+    const req = client.get(url, { signal, timeout: options.idleTimeoutMs, headers: { 'user-agent': 'secai-quarantine', accept: '*/*' }, ...(options.ca ? { ca: options.ca } : {}) }, resolve);
+    // The socket's idle timer keeps running while the body streams; the error the destroyed
+    // response then raises does not say why, so the caller is told first.
+    req.on('timeout', () => {
+      onIdle();
+      req.destroy(new FetchFailure(Reason.FetchTimedOut, `no data from ${url.host} for ${options.idleTimeoutMs} ms`));
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Follows redirects under the policy; returns the final 200 response. */
+async function openResponse(start: URL, options: FetchOptions, signal: AbortSignal, onIdle: () => void): Promise<IncomingMessage> {
+  let url = start;
+  for (let hop = 0; ; hop++) {
+    if (options.allowDestination && !options.allowDestination(url)) throw new FetchFailure(Reason.HostNotAllowed, `the egress policy does not allow ${url.host}`);
+    const response = await request(url, options, signal, onIdle);
+    const status = response.statusCode ?? 0;
+    if (status >= 300 && status < 400 && response.headers.location) {
+      response.resume();
+      if (hop >= options.maxRedirects) throw new FetchFailure(Reason.TooManyRedirects, `more than ${options.maxRedirects} redirects`);
+      let next: URL;
+      try {
+        next = new URL(response.headers.location, url);
+      } catch {
+        throw new FetchFailure(Reason.RedirectNotAllowed, 'a redirect to an invalid URL');
+      }
+      const checked = checkSourceUrl(next.href, options.allowInsecureHttp);
+      if (!checked.ok) throw new FetchFailure(Reason.RedirectNotAllowed, `redirect refused: ${checked.message}`);
+      const downgrade = url.protocol === 'https:' && next.protocol === 'http:';
+      if (downgrade || (!options.allowCrossOriginRedirects && !sameOrigin(url, next))) {
+        throw new FetchFailure(Reason.RedirectNotAllowed, `redirect from ${url.origin} to ${next.origin} is not allowed`);
+      }
+      url = next;
+      continue;
+    }
+    if (status !== 200) {
+      response.resume();
+      throw new FetchFailure(Reason.HttpStatus, `${url.host} answered HTTP ${status}`);
+    }
+    return response;
+  }
+}
+
+/**
+ * Downloads `source` into a new file in `stagingDir` (created 0700; the file 0600). On failure
+ * the partial file is removed and the stage result says why.
+ */
+export async function fetchToStaging(source: string, stagingDir: string, options: FetchOptions): Promise<{ stage: StageResult; file?: FetchedFile }> {
+  const checked = checkSourceUrl(source, options.allowInsecureHttp);
+  if (!checked.ok) return { stage: failed(Stage.Fetch, checked.reason, checked.message) };
+  await mkdir(stagingDir, { recursive: true, mode: 0o700 });
+  const path = join(stagingDir, `fetch-${randomBytes(12).toString('hex')}`);
+  const controller = new AbortController();
+  let timedOut = false;
+  let idle = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, options.timeoutMs);
+  const started = Date.now();
+  let written = 0;
+  try {
+    const response = await openResponse(checked.url, options, controller.signal, () => (idle = true));
+    const declared = Number(response.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > options.maxBytes) {
+      response.destroy();
+      throw new FetchFailure(Reason.TooLarge, `the server announces ${declared} bytes, more than the limit of ${options.maxBytes}`);
+    }
+    const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+    try {
+      for await (const chunk of response) {
+        written += (chunk as Buffer).length;
+        if (written > options.maxBytes) throw new FetchFailure(Reason.TooLarge, `the body exceeds the limit of ${options.maxBytes} bytes`);
+        if (!out.write(chunk)) await once(out, 'drain');
+      }
+    } finally {
+      out.end();
+      await once(out, 'close');
+    }
+    if (Number.isFinite(declared) && declared !== written) throw new FetchFailure(Reason.TransferFailed, `the transfer ended after ${written} of ${declared} bytes`);
+    return {
+      stage: passed(Stage.Fetch, `fetched ${written} bytes in ${Date.now() - started} ms`, { sizeBytes: written, host: checked.url.host }),
+      file: { path, sizeBytes: written },
+    };
+  } catch (e) {
+    await unlink(path).catch(() => undefined);
+    if (timedOut) return { stage: failed(Stage.Fetch, Reason.FetchTimedOut, `the transfer took longer than ${options.timeoutMs} ms`) };
+    if (idle) return { stage: failed(Stage.Fetch, Reason.FetchTimedOut, `no data for ${options.idleTimeoutMs} ms`) };
+    if (e instanceof FetchFailure) return { stage: failed(Stage.Fetch, e.reason, e.message) };
+    return { stage: failed(Stage.Fetch, Reason.TransferFailed, `the transfer failed: ${(e as Error).message.slice(0, 200)}`) };
+  } finally {
+    clearTimeout(deadline);
+  }
+}

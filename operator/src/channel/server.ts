@@ -100,6 +100,8 @@ export class AgentChannelServer {
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      // Channelz keeps a trace of every connection and call: memory per agent that no one reads.
+      'grpc.enable_channelz': 0,
     });
     this.server.addService(service, { connect: (call: Call) => this.handle(call) });
     this.refusals = new Counter({

@@ -11,7 +11,11 @@ import { createInferenceServiceController } from '../controllers/inferenceservic
 import { createModelController } from '../controllers/model/controller.js';
 import { createNodeController } from '../controllers/node/controller.js';
 import { createVaultPolicyController } from '../controllers/vaultpolicy/controller.js';
+import { resourcePath } from '../../../api/crd/paths.js';
+import type { SecAINodeStatus } from '../../../api/gen/crd-types.js';
+import { AuditVerifier } from '../fleet/audit-verifier.js';
 import { FleetCaches } from '../fleet/caches.js';
+import { lockVaultOnAuditFailure } from '../fleet/incident-lock.js';
 import type { FleetContext, FleetSettings } from '../fleet/context.js';
 import { NodeReportIntake } from '../fleet/intake.js';
 import { FleetMetrics } from '../fleet/metrics.js';
@@ -113,11 +117,28 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     ...(opts.informerOptions ? { informerOptions: opts.informerOptions } : {}),
   });
   const plans = new PlanPublisher();
+  let channel: AgentChannelServer | undefined;
+  const events = new KubeEventRecorder({ client, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger });
+  const applier = new Applier(client, FIELD_MANAGER);
   const intake = new NodeReportIntake({
     publisher: plans,
     clock,
     isEnrolled: (node) => caches.nodes.get(node) !== undefined && caches.secaiNodes.get(node) !== undefined,
   });
+  const audit = new AuditVerifier({
+    observations: (node) => intake.observations(node),
+    secaiNode: (node) => {
+      const cached = caches.secaiNodes.get(node);
+      if (!cached?.metadata.uid) return undefined;
+      return { uid: cached.metadata.uid, status: applier.observedStatus<SecAINodeStatus>(resourcePath('secainodes', node), cached) };
+    },
+    clock,
+    logger,
+    registry,
+    onFailure: (node, verdict) =>
+      void lockVaultOnAuditFailure({ plans, commander: () => channel, secaiNode: (n) => caches.secaiNodes.get(n), events, logger }, node, verdict),
+  });
+  intake.onChange((node) => audit.kick(node));
   const fleetMetrics = new FleetMetrics(registry, {
     secaiNodes: () => caches.secaiNodes.list(),
     models: () => caches.models.list(),
@@ -126,14 +147,15 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   });
   const ctx: FleetContext = {
     client,
-    applier: new Applier(client, FIELD_MANAGER),
+    applier,
     caches,
     resolver: new CacheReferenceResolver(opts.namespace, caches.configMaps, caches.secrets),
     plans,
     intake,
+    audit,
     rollouts: new RolloutRecords(caches.configMaps, opts.namespace),
     placement: new ServicePlacement(caches),
-    events: new KubeEventRecorder({ client, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger }),
+    events,
     clock,
     logger,
     namespace: opts.namespace,
@@ -146,7 +168,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     fleetMetrics,
   };
   const controllers: Controller[] = [
-    createNodeController(ctx, { maxConcurrentReconciles: opts.nodeControllerConcurrency ?? 4 }),
+    createNodeController(ctx, opts.nodeControllerConcurrency ? { maxConcurrentReconciles: opts.nodeControllerConcurrency } : {}),
     createModelController(ctx),
     createEgressPolicyController(ctx),
     createVaultPolicyController(ctx),
@@ -158,7 +180,6 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   let elector: LeaderElector | undefined;
   let markLeading!: () => void;
   const leading = new Promise<void>((resolve) => (markLeading = resolve));
-  let channel: AgentChannelServer | undefined;
   let channelAddresses: string[] = [];
   const startChannel = async (options: ChannelOptions) => {
     const tls = await ensureChannelTls(client, {
@@ -180,6 +201,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       registry,
     });
     channelAddresses = await channel.start();
+    audit.attach(channel);
   };
   const startControllers = async () => {
     await caches.waitForSync(120_000);

@@ -33,6 +33,22 @@ export function secretToDigests(secret: KubeObject & { data?: Record<string, str
   return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace, uid, resourceVersion }, digests };
 }
 
+/**
+ * Objects as cached: without metadata.managedFields, which no controller reads and which is often
+ * larger than the rest of the object (a fleet of a thousand nodes holds thousands of them).
+ */
+export function withoutManagedFields<T extends KubeObject>(obj: T): T {
+  if (!obj.metadata.managedFields) return obj;
+  const { managedFields: _dropped, ...metadata } = obj.metadata;
+  return { ...obj, metadata };
+}
+
+/** A fleet Node as cached: its metadata and spec (taints); its status (images, capacity, conditions) is never read. */
+export function fleetNodeView(node: Node): Node {
+  const { status: _dropped, ...rest } = withoutManagedFields(node);
+  return rest;
+}
+
 export interface FleetCachesOptions {
   client: KubeClient;
   logger: Logger;
@@ -58,9 +74,9 @@ export class FleetCaches {
   constructor(opts: FleetCachesOptions) {
     this.namespace = opts.namespace;
     const make = <T extends KubeObject>(path: string, extra: Partial<InformerOptions<T>> = {}) =>
-      new Informer<T>({ client: opts.client, logger: opts.logger, path, ...(opts.informerOptions as Partial<InformerOptions<T>>), ...extra });
+      new Informer<T>({ client: opts.client, logger: opts.logger, path, transform: withoutManagedFields, ...(opts.informerOptions as Partial<InformerOptions<T>>), ...extra });
     const ns = encodeURIComponent(opts.namespace);
-    this.nodes = make<Node>('/api/v1/nodes', { labelSelector: opts.fleetSelector });
+    this.nodes = make<Node>('/api/v1/nodes', { labelSelector: opts.fleetSelector, transform: fleetNodeView });
     this.secaiNodes = make<SecAINode>(resourcePath('secainodes'));
     this.models = make<Model>(resourcePath('models'));
     this.egressPolicies = make<EgressPolicy>(resourcePath('egresspolicies'));

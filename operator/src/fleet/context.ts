@@ -7,6 +7,7 @@ import type { Clock } from '../runtime/clock.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { KubeClient } from '../runtime/kube-client.js';
 import type { RuntimeMetrics } from '../runtime/metrics.js';
+import type { AuditVerifier } from './audit-verifier.js';
 import type { FleetCaches } from './caches.js';
 import type { NodeReportIntake } from './intake.js';
 import type { FleetMetrics } from './metrics.js';
@@ -30,6 +31,8 @@ export interface FleetContext {
   resolver: ReferenceResolver;
   plans: PlanPublisher;
   intake: NodeReportIntake;
+  /** Verifies each node's audit log; its verdicts go into SecAINode status. */
+  audit?: AuditVerifier;
   rollouts: RolloutRecords;
   placement: ServicePlacement;
   events: EventRecorder;

@@ -5,11 +5,20 @@
 import type { Hello, NodePlan, Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { systemClock, type Clock } from '../runtime/clock.js';
 import type { PlanPublisher } from './plan-publisher.js';
-import { sanitizeHello, sanitizeReport, type AgentIdentity, type ReportedState } from './report-status.js';
+import { appliedPlanOf, boundedAuditKey, sanitizeHello, sanitizeReport, type AgentIdentity, type ReportedState } from './report-status.js';
+
+/** A plan an agent says it enforces. */
+export interface AppliedPlan {
+  generation: number;
+  digest: string;
+}
 
 export interface NodeObservations {
-  /** Set while the agent holds a channel. */
-  session?: { identity: AgentIdentity; connectedAt: number };
+  /**
+   * Set while the agent holds a channel; `applied` is what its Hello said it enforces, `auditKey`
+   * the node's audit public key from the Hello.
+   */
+  session?: { identity: AgentIdentity; connectedAt: number; applied?: AppliedPlan; auditKey: Buffer };
   /** When this process last saw the agent connect, report or disconnect (ms). */
   lastSeenAt?: number;
   /** Set once this process has seen the agent disconnect (and not reconnect since). */
@@ -58,7 +67,8 @@ export class NodeReportIntake {
     if (!this.isEnrolled(node)) return;
     const now = this.clock.now();
     const e = this.entry(node);
-    e.session = { identity: sanitizeHello(hello), connectedAt: now };
+    const applied = appliedPlanOf(hello);
+    e.session = { identity: sanitizeHello(hello), connectedAt: now, auditKey: boundedAuditKey(hello), ...(applied ? { applied } : {}) };
     e.lastSeenAt = now;
     delete e.disconnectedAt;
     this.changed(node);
@@ -84,8 +94,18 @@ export class NodeReportIntake {
     this.changed(node);
   }
 
+  /**
+   * Hands the agent its plans, except one numbered below what its Hello said it enforces (or
+   * numbered the same with other content): after a restart the operator may not yet know the
+   * generations its predecessor published, and the agent would refuse the plan. The node's
+   * reconcile, woken by the connection, renumbers it.
+   */
   subscribePlan(node: string, onPlan: (plan: NodePlan) => void): () => void {
-    return this.opts.publisher.subscribe(node, onPlan);
+    return this.opts.publisher.subscribe(node, (plan) => {
+      const applied = this.observed.get(node)?.session?.applied;
+      if (applied && (plan.generation < applied.generation || (plan.generation === applied.generation && plan.digest !== applied.digest))) return;
+      onPlan(plan);
+    });
   }
 
   observations(node: string): NodeObservations | undefined {

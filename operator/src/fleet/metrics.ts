@@ -1,8 +1,11 @@
 // The fleet's own gauges, computed from the caches when scraped. No label carries a node or object
 // name: per-node series would grow with the fleet (per-node detail is on each agent's /metrics).
+// One exception: secai_audit_log_failed has a series for each node whose audit log failed, and
+// for no other node, so that "whose audit log failed" is one PromQL query; such failures are rare
+// and each needs a person, so these series are bounded by incidents, not by the size of the fleet.
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import type { EgressPolicy, Model, SecAINode, VaultPolicy } from '../../../api/gen/crd-types.js';
-import { conditionStatus } from '../runtime/conditions.js';
+import { conditionStatus, findCondition } from '../runtime/conditions.js';
 
 export interface FleetMetricSources {
   secaiNodes(): SecAINode[];
@@ -11,7 +14,7 @@ export interface FleetMetricSources {
   vaultPolicies(): VaultPolicy[];
 }
 
-const NODE_CONDITIONS = ['Ready', 'Compliant', 'Attested'] as const;
+const NODE_CONDITIONS = ['Ready', 'Compliant', 'Attested', 'AuditVerified'] as const;
 const STATUSES = ['True', 'False', 'Unknown'] as const;
 const MODEL_PHASES = ['Pending', 'Distributing', 'Trusted', 'Rejected', 'Revoked'] as const;
 const ROLLOUT_STATES = ['Progressing', 'Complete', 'Stopped'] as const;
@@ -71,6 +74,19 @@ export class FleetMetrics {
       collect() {
         const policies = sources.egressPolicies();
         for (const state of ROLLOUT_STATES) this.set({ state }, policies.filter((p) => p.status?.rollout?.state === state).length);
+      },
+    });
+    new Gauge({
+      name: 'secai_audit_log_failed',
+      help: 'Set to 1 for each node whose audit log failed verification (AuditVerified=False), with the failure reason; absent for every other node.',
+      labelNames: ['node', 'reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const n of sources.secaiNodes()) {
+          const audit = findCondition(n.status?.conditions, 'AuditVerified');
+          if (audit?.status === 'False') this.set({ node: n.metadata.name ?? '', reason: audit.reason }, 1);
+        }
       },
     });
     this.planPropagation = new Histogram({

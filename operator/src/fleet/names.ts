@@ -13,3 +13,8 @@ export const DEFAULT_FLEET_SELECTOR = 'secai.io/node=true';
 export const ROLLOUT_RECORD_LABEL = 'secai.io/egress-rollout';
 export const ROLLOUT_POLICY_ANNOTATION = 'secai.io/egress-policy';
 export const MANAGED_BY_LABEL = { 'app.kubernetes.io/managed-by': FIELD_MANAGER };
+/**
+ * On a SecAINode, asks the operator to forget the node's verified audit head and any audit failure,
+ * and to trust the node's next signed head as on first contact. The operator removes it once done.
+ */
+export const AUDIT_REBASELINE_ANNOTATION = 'secai.io/audit-rebaseline';

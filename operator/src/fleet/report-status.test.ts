@@ -28,7 +28,7 @@ it('maps a well-formed report', () => {
     appliedDigest: D('a'),
     egress: { mode: 'Audit', rulesetDigest: D('b'), droppedPackets: 5, auditedPackets: 7, allowEntries: 2 },
     attestation: { secureBoot: 'Disabled', tpmPresent: false, pcrBank: 'sha256', mismatchedPcrs: [0, 7] },
-    audit: { treeSize: 12, rootHash: '01'.repeat(32) },
+    auditHead: { treeSize: 12, rootHash: Buffer.alloc(32, 1), timestampUnixMillis: 0, signature: Buffer.alloc(64) },
     receivedAt: 1_000,
   });
   expect(s.attestation?.pcrDigest).toBeUndefined();
@@ -91,6 +91,7 @@ it('reads fields of the wrong type as empty, so that the status stays valid', ()
   expect(s.attestation).toEqual({ secureBoot: 'Unknown', tpmPresent: false });
   expect(s.models).toEqual([]);
   expect(s.inference).toEqual([]);
-  expect(s.audit).toBeUndefined();
+  // A head is kept for the verifier, its byte fields bounded; a malformed one fails verification there.
+  expect(s.auditHead).toEqual({ treeSize: -1, rootHash: Buffer.alloc(0), timestampUnixMillis: -1, signature: Buffer.alloc(0) });
   expect(s.planError).toBeUndefined();
 });

@@ -16,6 +16,7 @@ import {
   ServiceState,
   type Hello,
   type Report,
+  type SignedTreeHead,
 } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { rfc3339Seconds } from '../runtime/conditions.js';
 
@@ -33,7 +34,8 @@ export interface ReportedState {
   attestation?: NodeAttestationStatus;
   models: NodeModelStatus[];
   inference: NodeServiceStatus[];
-  audit?: { treeSize: number; rootHash: string };
+  /** The signed tree head the report carried, bounded; verified by the AuditVerifier before status shows it. */
+  auditHead?: SignedTreeHead;
   /** When the operator received the report (ms). */
   receivedAt: number;
 }
@@ -120,6 +122,28 @@ function servicesOf(report: Report): NodeServiceStatus[] {
   return [...byName.values()].sort((a, b) => (a.service < b.service ? -1 : 1));
 }
 
+/** Longer fields than an Ed25519 key, a SHA-256 root or a signature can hold are cut (and then fail verification). */
+const MAX_AUDIT_FIELD_BYTES = 128;
+
+const boundedBytes = (value: unknown): Buffer => (value instanceof Uint8Array ? Buffer.from(value.subarray(0, MAX_AUDIT_FIELD_BYTES)) : Buffer.alloc(0));
+
+/** A copy of a reported tree head whose byte fields cannot hold more than a well-formed head needs. */
+export function boundedTreeHead(head: SignedTreeHead | undefined): SignedTreeHead | undefined {
+  if (!head) return undefined;
+  const number = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : -1);
+  return {
+    treeSize: number(head.treeSize),
+    rootHash: boundedBytes(head.rootHash),
+    timestampUnixMillis: number(head.timestampUnixMillis),
+    signature: boundedBytes(head.signature),
+  };
+}
+
+/** The audit public key of a Hello, bounded like the heads. */
+export function boundedAuditKey(hello: Hello): Buffer {
+  return boundedBytes(hello.auditPublicKey);
+}
+
 export function sanitizeReport(report: Report, receivedAt: number): ReportedState {
   const egressError = text(report.egress?.error, LIMITS.error) ? `${EGRESS_ERROR_PREFIX}${report.egress?.error}` : '';
   const planError = text([text(report.planError, LIMITS.error), egressError].filter(Boolean).join('; '), LIMITS.error);
@@ -164,8 +188,7 @@ export function sanitizeReport(report: Report, receivedAt: number): ReportedStat
         ...(count(a.checkedUnixMillis) > 0 && a.checkedUnixMillis < 8.64e15 ? { checkedAt: rfc3339Seconds(a.checkedUnixMillis) } : {}),
       }
     : undefined;
-  const head = report.auditHead;
-  const audit = head && Buffer.isBuffer(head.rootHash) && head.rootHash.length === 32 ? { treeSize: count(head.treeSize), rootHash: head.rootHash.toString('hex') } : undefined;
+  const auditHead = boundedTreeHead(report.auditHead);
   return {
     appliedGeneration: count(report.planGeneration),
     ...(digest(report.planDigest) ? { appliedDigest: report.planDigest } : {}),
@@ -175,9 +198,16 @@ export function sanitizeReport(report: Report, receivedAt: number): ReportedStat
     ...(attestation ? { attestation } : {}),
     models: modelsOf(report),
     inference: servicesOf(report),
-    ...(audit ? { audit } : {}),
+    ...(auditHead ? { auditHead } : {}),
     receivedAt,
   };
+}
+
+/** The plan an agent's Hello says it enforces, when it names one with a well-formed digest. */
+export function appliedPlanOf(hello: Hello): { generation: number; digest: string } | undefined {
+  const generation = count(hello.appliedPlanGeneration);
+  const appliedDigest = digest(hello.appliedPlanDigest);
+  return generation > 0 && appliedDigest ? { generation, digest: appliedDigest } : undefined;
 }
 
 export function sanitizeHello(hello: Hello): AgentIdentity {

@@ -98,6 +98,8 @@ export function recordConfigMap(record: RolloutRecord, namespace: string, owner:
 export class RolloutRecords {
   private readonly written = new Map<string, { record: RolloutRecord; resourceVersion: string }>();
   private readonly listeners = new Set<(policy: string) => void>();
+  /** Each record decoded once per version of its ConfigMap: every node's plan reads it. */
+  private readonly decoded = new Map<string, { resourceVersion: string | undefined; record: RolloutRecord | undefined }>();
 
   constructor(private readonly configMaps: Informer<ConfigMap>, private readonly namespace: string) {
     configMaps.addHandler({
@@ -110,6 +112,8 @@ export class RolloutRecords {
   private cacheChanged(cm: ConfigMap): void {
     const policy = cm.metadata.annotations?.[ROLLOUT_POLICY_ANNOTATION];
     if (cm.metadata.labels?.[ROLLOUT_RECORD_LABEL] !== 'true' || !policy) return;
+    // Our own write coming back through the watch: the listeners heard of it when it was made.
+    if (this.written.get(policy)?.resourceVersion === cm.metadata.resourceVersion) return;
     for (const listener of this.listeners) listener(policy);
   }
 
@@ -124,7 +128,15 @@ export class RolloutRecords {
     // revisions here; when one is not a number the comparison is false and the cache wins.
     if (mine && (!cm || Number(cm.metadata.resourceVersion) < Number(mine.resourceVersion))) return mine.record;
     if (mine) this.written.delete(policy);
-    return cm && cm.metadata.labels?.[ROLLOUT_RECORD_LABEL] === 'true' ? decodeRecord(cm) : undefined;
+    if (!cm || cm.metadata.labels?.[ROLLOUT_RECORD_LABEL] !== 'true') {
+      this.decoded.delete(policy);
+      return undefined;
+    }
+    const known = this.decoded.get(policy);
+    if (known && known.resourceVersion === cm.metadata.resourceVersion && known.resourceVersion !== undefined) return known.record;
+    const record = decodeRecord(cm);
+    this.decoded.set(policy, { resourceVersion: cm.metadata.resourceVersion, record });
+    return record;
   }
 
   /** Policies that have a record in the cache. */

@@ -3,14 +3,16 @@
 import type { SecAINode } from '../../../api/gen/crd-types.js';
 import { isDeleting } from '../plan/models.js';
 import { assignServices } from '../plan/services.js';
-import type { FleetCaches } from './caches.js';
+import type { FleetCaches, Node } from './caches.js';
 
 export class ServicePlacement {
   private cached?: Map<string, string[]>;
 
   constructor(private readonly caches: FleetCaches) {
     const invalidate = () => (this.cached = undefined);
-    caches.nodes.addHandler({ onAdd: invalidate, onUpdate: invalidate, onDelete: invalidate });
+    // Placement reads Node labels only: taint and status updates leave it as it is.
+    const labelsOf = (n: Node) => JSON.stringify(n.metadata.labels ?? {});
+    caches.nodes.addHandler({ onAdd: invalidate, onUpdate: (a, b) => void (labelsOf(a) !== labelsOf(b) && invalidate()), onDelete: invalidate });
     caches.inferenceServices.addHandler({ onAdd: invalidate, onUpdate: invalidate, onDelete: invalidate });
     const cordonOf = (n: SecAINode) => n.spec?.cordoned ?? false;
     caches.secaiNodes.addHandler({

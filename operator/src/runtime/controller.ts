@@ -55,6 +55,7 @@ export class Controller {
   private readonly sources: Informer<KubeObject>[] = [];
   private workers: Promise<void>[] = [];
   private started = false;
+  private stopping = false;
 
   constructor(opts: ControllerOptions) {
     this.name = opts.name;
@@ -91,6 +92,11 @@ export class Controller {
     return this;
   }
 
+  /** Whether workers are reconciling (started, and not stopping). */
+  get running(): boolean {
+    return this.workers.length > 0 && !this.stopping;
+  }
+
   enqueue(key: string): void {
     this.queue.add(key);
   }
@@ -112,6 +118,7 @@ export class Controller {
 
   /** Stops handing out keys and waits for reconciles in flight (at most `timeoutMs`). */
   async stop(timeoutMs = 30_000): Promise<void> {
+    this.stopping = true;
     const drained = this.queue.shutdownWithDrain().then(() => Promise.all(this.workers));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));

@@ -17,7 +17,8 @@ export class OperatorProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  static async start(opts: { kubeconfig: string; namespace: string; identity: string; dir: string; args?: string[] }): Promise<OperatorProcess> {
+  /** `nodeFlags` go to node itself (V8 heap sizing, say), before the operator's own flags. */
+  static async start(opts: { kubeconfig: string; namespace: string; identity: string; dir: string; args?: string[]; nodeFlags?: string[] }): Promise<OperatorProcess> {
     const metricsPort = await freePort();
     const logFile = join(opts.dir, `operator-${opts.identity}.log`);
     writeFileSync(logFile, '');
@@ -26,7 +27,7 @@ export class OperatorProcess {
       'setpriv',
       [
         '--pdeathsig', 'KILL', '--',
-        process.execPath, '--import', 'tsx', join(REPO_ROOT, 'operator/src/cmd/main.ts'),
+        process.execPath, ...(opts.nodeFlags ?? []), '--import', 'tsx', join(REPO_ROOT, 'operator/src/cmd/main.ts'),
         '--kubeconfig', opts.kubeconfig,
         '--namespace', opts.namespace,
         '--identity', opts.identity,

@@ -107,7 +107,9 @@ export function stepRollout(inputs: RolloutInputs): RolloutOutcome {
   };
   const affected = inputs.nodes
     .filter((n) => (versionOf(n.name) === target ? selects(target, n.labels) : selects(target, n.labels) || selects(versionOf(n.name), n.labels)))
-    .sort((a, b) => (orderKey(policy.uid, a.name) < orderKey(policy.uid, b.name) ? -1 : 1));
+    .map((n) => ({ n, key: orderKey(policy.uid, n.name) }))
+    .sort((a, b) => (a.key < b.key ? -1 : 1))
+    .map(({ n }) => n);
 
   const failures: { node: string; reason: string }[] = [];
   const stateOf = new Map<string, NodeRolloutState>();

@@ -4,17 +4,15 @@
 import { API_VERSION } from '../../../../api/crd/common.js';
 import { resourcePath } from '../../../../api/crd/paths.js';
 import type { SecAINode, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
-import { NodePlan } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
-import { MAX_MESSAGE_BYTES } from '../../../../api/proto/protocol.js';
 import type { FleetContext } from '../../fleet/context.js';
+import { AUDIT_REBASELINE_ANNOTATION } from '../../fleet/names.js';
 import type { Node } from '../../fleet/caches.js';
-import { computeNodePlan } from '../../plan/node-plan.js';
 import { semanticallyEqual } from '../../runtime/apply.js';
 import { conditionTransition, findCondition } from '../../runtime/conditions.js';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/controller.js';
 import { CONTENT_TYPE, KubeApiError } from '../../runtime/kube-client.js';
 import { reconcileRemovedNode } from './delete.js';
-import { planInputsFor } from './plan-inputs.js';
+import type { NodePlanner } from './planner.js';
 import { computeNodeStatus, Reason, withoutVolatileFields, type CurrentPlan } from './status.js';
 import { hasNotCompliantTaint, taintPatch, taintsFor } from './taint.js';
 
@@ -24,7 +22,10 @@ export class NodeReconciler {
   /** The plan generation whose propagation time was last observed, per node. */
   private readonly propagated = new Map<string, number>();
 
-  constructor(private readonly ctx: FleetContext) {}
+  constructor(
+    private readonly ctx: FleetContext,
+    private readonly planner: NodePlanner,
+  ) {}
 
   async reconcile(name: string, rc: ReconcileContext): Promise<ReconcileResult | void> {
     const { ctx } = this;
@@ -33,6 +34,7 @@ export class NodeReconciler {
       await reconcileRemovedNode(ctx, name, rc);
       this.lastWrite.delete(name);
       this.propagated.delete(name);
+      ctx.audit?.forget(name);
       ctx.applier.forget(resourcePath('secainodes', name));
       return;
     }
@@ -40,34 +42,13 @@ export class NodeReconciler {
     const path = resourcePath('secainodes', name);
     const now = ctx.clock.now();
 
-    const { inputs, egressRevisions } = planInputsFor(ctx, node, secaiNode);
-    const result = computeNodePlan(inputs);
-    const published = ctx.plans.current(name)?.plan;
+    // The plan goes out first; the status that records its generation follows.
+    const { current } = this.planner.planAndPublish(node, secaiNode, now);
     const observed = ctx.applier.observedStatus<SecAINodeStatus>(path, secaiNode);
-    const persisted = observed?.plan;
-    const size = NodePlan.encode(result.plan).finish().length;
-    const tooLarge = size > MAX_MESSAGE_BYTES ? `the plan is ${size} bytes, over the channel limit of ${MAX_MESSAGE_BYTES}` : undefined;
-    let current: CurrentPlan;
-    if (tooLarge) {
-      const kept = published ?? persisted;
-      current = { generation: kept?.generation ?? 0, digest: kept?.digest ?? '', requireSecureBoot: false, tooLarge };
-    } else {
-      const digest = result.plan.digest;
-      const generation =
-        published?.digest === digest
-          ? published.generation
-          : persisted?.digest === digest
-            ? persisted.generation
-            : Math.max(published?.generation ?? 0, persisted?.generation ?? 0) + 1;
-      result.plan.generation = generation;
-      current = {
-        generation,
-        digest,
-        ...(result.plan.vault ? { vaultPolicy: result.plan.vault.policy } : {}),
-        requireSecureBoot: result.plan.vault?.requireSecureBoot ?? false,
-      };
-    }
 
+    const uid = secaiNode.metadata.uid ?? '';
+    const rebaseline = secaiNode.metadata.annotations?.[AUDIT_REBASELINE_ANNOTATION];
+    if (rebaseline !== undefined) ctx.audit?.rebaseline(name, uid);
     const observations = ctx.intake.observations(name);
     const graceEnds = ctx.settings.startedAt + ctx.settings.agentReconnectGraceMs;
     const desired = computeNodeStatus({
@@ -76,6 +57,7 @@ export class NodeReconciler {
       plan: current,
       observations,
       reconnectGraceOver: now >= graceEnds,
+      audit: ctx.audit?.verdict(name, uid),
       now,
     });
 
@@ -90,11 +72,7 @@ export class NodeReconciler {
         requeueAfterMs = ctx.settings.statusRefreshMs - sinceWrite;
       }
     }
-    // Published only once its generation is persisted, so that a restarted operator continues it.
-    if (!tooLarge) {
-      ctx.plans.publish(name, result.plan, { ...result, egressRevisions }, now);
-    }
-
+    if (rebaseline !== undefined) await this.completeRebaseline(secaiNode, rebaseline, observed, rc);
     const compliant = findCondition(desired.conditions, 'Compliant')?.status === 'True';
     await this.ensureTaint(node, compliant, rc);
     await this.announceTransitions(secaiNode, observed, desired);
@@ -147,6 +125,31 @@ export class NodeReconciler {
     rc.log.info({ tainted: hasNotCompliantTaint(taints) }, compliant ? 'not-compliant taint removed' : 'not-compliant taint added');
   }
 
+  /**
+   * The verifier has forgotten the node's audit baseline and the status no longer carries it; the
+   * annotation goes (guarded by its value: a newer request made meanwhile is not lost).
+   */
+  private async completeRebaseline(secaiNode: SecAINode, value: string, before: SecAINodeStatus | undefined, rc: ReconcileContext): Promise<void> {
+    const name = secaiNode.metadata.name ?? '';
+    const key = AUDIT_REBASELINE_ANNOTATION.replaceAll('~', '~0').replaceAll('/', '~1');
+    const res = await this.ctx.client.raw({
+      method: 'PATCH',
+      path: resourcePath('secainodes', name),
+      body: [
+        { op: 'test', path: `/metadata/annotations/${key}`, value },
+        { op: 'remove', path: `/metadata/annotations/${key}` },
+      ],
+      contentType: CONTENT_TYPE.jsonPatch,
+    });
+    // 422: the annotation changed or went meanwhile; the next reconcile sees the object as it is now.
+    if (res.status === 422) return;
+    if (res.status < 200 || res.status >= 300) throw new KubeApiError(res.status, res.body as never, 'PATCH', resourcePath('secainodes', name));
+    const previous = findCondition(before?.conditions, 'AuditVerified');
+    const was = previous ? `AuditVerified was ${previous.status} (${previous.reason})` : 'nothing was verified before';
+    rc.log.info({ audit: 'audit.rebaselined' }, 'audit baseline forgotten at an administrator\'s request');
+    await this.ctx.events.record(secaiNode, 'Normal', 'AuditRebaselined', 'Rebaseline', `audit baseline forgotten at an administrator's request; the node's next signed head is trusted as on first contact (${was})`);
+  }
+
   private async announceTransitions(obj: SecAINode, before: SecAINodeStatus | undefined, after: SecAINodeStatus): Promise<void> {
     const compliant = conditionTransition(before?.conditions, after.conditions, 'Compliant');
     // Waiting for a first report or for a new plan to be applied is routine, not news; leaving or
@@ -164,6 +167,10 @@ export class NodeReconciler {
         'EvaluateCompliance',
         compliant.message,
       );
+    }
+    const audit = conditionTransition(before?.conditions, after.conditions, 'AuditVerified');
+    if (audit?.status === 'False') {
+      await this.ctx.events.record(obj, 'Warning', 'AuditVerificationFailed', 'VerifyAuditLog', `${audit.reason}: ${audit.message}`);
     }
     const ready = conditionTransition(before?.conditions, after.conditions, 'Ready');
     if (ready && (ready.reason === Reason.AgentDisconnected || findCondition(before?.conditions, 'Ready')?.reason === Reason.AgentDisconnected)) {

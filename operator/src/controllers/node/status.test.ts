@@ -1,5 +1,7 @@
 // SecAINode status and compliance as pure functions of reports, plan and connection.
+import { HeadTransitionFailure } from '../../../../api/audit/tree-head.js';
 import type { SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import { AUDIT_FAILURE_PREFIX, verdictFromStatus } from '../../fleet/audit-verifier.js';
 import type { NodeObservations } from '../../fleet/intake.js';
 import type { ReportedState } from '../../fleet/report-status.js';
 import { complianceOf, computeNodeStatus, withoutVolatileFields, type CurrentPlan } from './status.js';
@@ -45,7 +47,7 @@ function report(over: Partial<ReportedState> = {}): ReportedState {
     ...over,
   };
 }
-const session = { identity: { version: '1.2.3', protocolVersion: 1, capabilities: ['nftables'] }, connectedAt: NOW - 60_000 };
+const session = { identity: { version: '1.2.3', protocolVersion: 1, capabilities: ['nftables'] }, connectedAt: NOW - 60_000, auditKey: Buffer.alloc(32) };
 
 it('builds the status from a fresh report and a live session: Ready, Compliant, Attested', () => {
   const obs: NodeObservations = { session, lastSeenAt: NOW - 5000, report: report() };
@@ -57,6 +59,7 @@ it('builds the status from a fresh report and a live session: Ready, Compliant, 
     ['Ready', 'True', 'Ready', 2],
     ['Compliant', 'True', 'Compliant', 2],
     ['Attested', 'True', 'Attested', 2],
+    ['AuditVerified', 'Unknown', 'AwaitingAuditHead', 2],
   ]);
 });
 
@@ -118,5 +121,52 @@ describe('the not-compliant taint', () => {
   });
   it('is told apart from a taint with the same key and another effect', () => {
     expect(hasNotCompliantTaint([{ key: 'secai.io/not-compliant', effect: 'NoExecute' }])).toBe(false);
+  });
+});
+
+describe('status.audit and AuditVerified', () => {
+  const key = D('e');
+  const verifiedAt = NOW - 60_000;
+  const verified = (treeSize: number, root: string) => ({ head: { treeSize, rootHash: Buffer.from(D(root), 'hex'), keyFingerprint: key }, at: verifiedAt });
+  const condition = (s: SecAINodeStatus) => s.conditions?.find((c) => c.type === 'AuditVerified');
+  const statusWith = (audit: Parameters<typeof computeNodeStatus>[0]['audit'], existing?: SecAINodeStatus) =>
+    computeNodeStatus({ existing, objectGeneration: 1, plan, observations: { session, lastSeenAt: NOW, report: report() }, reconnectGraceOver: true, audit, now: NOW });
+
+  it('is Unknown until a head is verified, and keeps what status says while this process knows nothing', () => {
+    expect(condition(statusWith({}))).toMatchObject({ status: 'Unknown', reason: 'AwaitingAuditHead' });
+    const before = statusWith({ verified: verified(12, '1') });
+    const kept = statusWith(undefined, before);
+    expect(kept.audit).toEqual(before.audit);
+    expect(condition(kept)).toEqual(condition(before));
+  });
+
+  it('shows the verified head as the latest and the last verified one', () => {
+    const s = statusWith({ verified: verified(12, '1') });
+    expect(s.audit).toEqual({ treeSize: 12, rootHash: D('1'), verifiedTreeSize: 12, verifiedAt: '2026-06-01T11:59:00Z', keyFingerprint: key });
+    expect(condition(s)).toMatchObject({ status: 'True', reason: 'Verified' });
+  });
+
+  it('shows a rejected head next to the last verified one, with the failure as reason and message', () => {
+    const failure = { reason: HeadTransitionFailure.TreeShrank, message: 'tree shrank from 12 to 3 entries', at: NOW, head: { treeSize: 3, rootHash: D('3') } };
+    const s = statusWith({ verified: verified(12, '1'), failure }, statusWith({ verified: verified(12, '1') }));
+    expect(s.audit).toEqual({ treeSize: 3, rootHash: D('3'), verifiedTreeSize: 12, verifiedAt: '2026-06-01T11:59:00Z', keyFingerprint: key, failure: 'tree shrank from 12 to 3 entries' });
+    expect(condition(s)).toMatchObject({ status: 'False', reason: 'TreeShrank', message: `${AUDIT_FAILURE_PREFIX}tree shrank from 12 to 3 entries` });
+  });
+
+  it.each([
+    ['a verified head', { verified: verified(40, '4') }],
+    ['a failure with its head', { verified: verified(40, '4'), failure: { reason: HeadTransitionFailure.Fork, message: 'two roots for size 40', at: NOW, head: { treeSize: 40, rootHash: D('5') } } }],
+    ['a failure without a head', { verified: verified(40, '4'), failure: { reason: HeadTransitionFailure.ProofMissing, message: 'no proof', at: NOW } }],
+    ['a failure on the first head', { failure: { reason: HeadTransitionFailure.BadSignature, message: 'signature does not verify', at: NOW } }],
+  ])('reads back %s from status and computes the very same status from it (a restarted operator writes nothing)', (_what, verdict) => {
+    const written = statusWith(verdict as Parameters<typeof statusWith>[0]);
+    const reread = verdictFromStatus(written);
+    expect(reread?.failure?.reason).toBe((verdict as { failure?: { reason: string } }).failure?.reason);
+    if (!('failure' in verdict)) expect(reread?.verified?.head.treeSize).toBe(40);
+    expect(statusWith(reread, written)).toEqual(written);
+  });
+
+  it('reads no baseline from a status an older operator wrote without verifying', () => {
+    expect(verdictFromStatus({ audit: { treeSize: 5, rootHash: D('1') } })).toBeUndefined();
   });
 });

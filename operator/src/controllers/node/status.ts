@@ -1,8 +1,9 @@
 // The SecAINode status of one node, as a pure function of what the node reported (or, with no fresh
 // report, what its status already says), its current plan and the agent's connection. It also
 // decides compliance, which governs the not-compliant taint.
-import type { Condition, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
-import { rfc3339Seconds, setConditions, type ConditionInput } from '../../runtime/conditions.js';
+import type { Condition, NodeAuditStatus, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import { AUDIT_FAILURE_PREFIX, type AuditVerdict } from '../../fleet/audit-verifier.js';
+import { findCondition, rfc3339Seconds, setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { NodeObservations } from '../../fleet/intake.js';
 import { agentStatusOf, EGRESS_ERROR_PREFIX } from '../../fleet/report-status.js';
 
@@ -22,6 +23,8 @@ export const Reason = {
   AttestationNotReported: 'AttestationNotReported',
   SecureBootDisabled: 'SecureBootDisabled',
   PcrMismatch: 'PcrMismatch',
+  AuditVerified: 'Verified',
+  AwaitingAuditHead: 'AwaitingAuditHead',
 } as const;
 
 export interface CurrentPlan {
@@ -41,6 +44,8 @@ export interface NodeStatusInputs {
   observations: NodeObservations | undefined;
   /** Whether agents have had time to reconnect since this process started. */
   reconnectGraceOver: boolean;
+  /** What this process concluded about the node's audit log; undefined: the status as it stands. */
+  audit?: AuditVerdict | undefined;
   now: number;
 }
 
@@ -94,6 +99,39 @@ function readinessOf(status: SecAINodeStatus, compliance: ConditionInput, plan: 
   return c(true, Reason.Ready, 'the agent is connected and the node is compliant');
 }
 
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+
+/**
+ * status.audit and AuditVerified from the verdict. treeSize and rootHash are the head the operator
+ * verified last, or, after a failure, the head it rejected (when well-formed); verifiedTreeSize,
+ * verifiedAt and keyFingerprint are the last verified head; `failure` says why the log was rejected.
+ * The failure reason is the condition's reason (the api/audit failure code). Failures are sticky:
+ * once written they stay as they are until the node is re-baselined.
+ */
+export function auditOf(existing: SecAINodeStatus | undefined, verdict: AuditVerdict | undefined): { audit?: NodeAuditStatus; condition: ConditionInput } {
+  const c = (status: Condition['status'], reason: string, message: string): ConditionInput => ({ type: 'AuditVerified', status, reason, message });
+  const awaiting = () => c('Unknown', Reason.AwaitingAuditHead, 'the operator has not verified a signed audit head of this node yet');
+  if (!verdict) {
+    const kept = findCondition(existing?.conditions, 'AuditVerified');
+    return { ...(existing?.audit ? { audit: existing.audit } : {}), condition: kept ? c(kept.status, kept.reason, kept.message) : awaiting() };
+  }
+  const v = verdict.verified;
+  const verified = v ? { verifiedTreeSize: v.head.treeSize, verifiedAt: rfc3339Seconds(v.at), keyFingerprint: v.head.keyFingerprint } : {};
+  const f = verdict.failure;
+  if (f) {
+    const condition = c('False', f.reason, `${AUDIT_FAILURE_PREFIX}${f.message}`);
+    if (existing?.audit?.failure === f.message) return { audit: existing.audit, condition };
+    const previous = existing?.audit ? { treeSize: existing.audit.treeSize, rootHash: existing.audit.rootHash } : undefined;
+    const shown = f.head ?? (v ? { treeSize: v.head.treeSize, rootHash: hex(v.head.rootHash) } : previous);
+    return { ...(shown ? { audit: { ...shown, ...verified, failure: f.message } } : {}), condition };
+  }
+  if (!v) return { condition: awaiting() };
+  return {
+    audit: { treeSize: v.head.treeSize, rootHash: hex(v.head.rootHash), ...verified },
+    condition: c('True', Reason.AuditVerified, `the log of ${v.head.treeSize} entries extends every head verified before, signed by key ${v.head.keyFingerprint.slice(0, 16)}`),
+  };
+}
+
 /** Fields that change with every report; they alone never justify a write before the refresh interval. */
 export function withoutVolatileFields(status: SecAINodeStatus | undefined): SecAINodeStatus | undefined {
   if (!status) return status;
@@ -104,10 +142,6 @@ export function withoutVolatileFields(status: SecAINodeStatus | undefined): SecA
     delete copy.egress.auditedPackets;
   }
   if (copy.attestation) delete copy.attestation.checkedAt;
-  if (copy.audit) {
-    delete (copy.audit as Partial<typeof copy.audit>).treeSize;
-    delete (copy.audit as Partial<typeof copy.audit>).rootHash;
-  }
   return copy;
 }
 
@@ -138,13 +172,9 @@ export function computeNodeStatus(inputs: NodeStatusInputs): SecAINodeStatus {
     if (report.attestation) status.attestation = report.attestation;
     if (report.models.length) status.models = report.models;
     if (report.inference.length) status.inference = report.inference;
-    if (report.audit) {
-      const { treeSize: _t, rootHash: _r, ...verified } = existing?.audit ?? { treeSize: 0, rootHash: '' };
-      status.audit = { ...verified, ...report.audit };
-    } else if (existing?.audit) status.audit = existing.audit;
   } else {
     status.plan = { ...(existing?.plan ?? {}), generation: plan.generation, digest: plan.digest };
-    for (const key of ['egress', 'vault', 'attestation', 'models', 'inference', 'audit'] as const) {
+    for (const key of ['egress', 'vault', 'attestation', 'models', 'inference'] as const) {
       if (existing?.[key] !== undefined) (status as Record<string, unknown>)[key] = existing[key];
     }
   }
@@ -152,11 +182,14 @@ export function computeNodeStatus(inputs: NodeStatusInputs): SecAINodeStatus {
   // No plan could ever be published for this node (the first one was already too large).
   if (!plan.digest) delete status.plan;
 
+  const audit = auditOf(existing, inputs.audit);
+  if (audit.audit) status.audit = audit.audit;
+
   const compliance = complianceOf(status, plan);
   const withGeneration = (c: ConditionInput): ConditionInput => ({ ...c, observedGeneration: inputs.objectGeneration });
   status.conditions = setConditions(
     existing?.conditions,
-    [readinessOf(status, compliance, plan), compliance, attestationOf(status, plan)].map(withGeneration),
+    [readinessOf(status, compliance, plan), compliance, attestationOf(status, plan), audit.condition].map(withGeneration),
     now,
   );
   return status;

@@ -50,6 +50,7 @@ export interface LabState {
 export interface LabTopology {
   kubeconfig: string;
   operator: { metrics: string; log: string };
+  prometheus: { url: string; config: string };
   upstream: {
     namespace: string;
     allowed: { host: string; port: number }[];
@@ -68,6 +69,35 @@ export interface LabTopology {
 }
 
 const NODE_TS = [process.execPath, '--import', 'tsx'];
+/** The chart's alert rules: the lab's Prometheus evaluates the same file the chart ships. */
+const ALERT_RULES = join(REPO_ROOT, 'charts', 'secai-fleet', 'files', 'prometheus', 'alerts.yaml');
+
+async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/**
+ * A Prometheus (Debian's) on loopback scraping the operator and every agent (through the metrics
+ * bridges), with the chart's job names and a `node` label on agents, and the chart's alert rules.
+ */
+function prometheusConfig(operatorPort: number, agents: { node: string; port: number }[]): string {
+  return stringify({
+    global: { scrape_interval: '2s', evaluation_interval: '2s' },
+    rule_files: [ALERT_RULES],
+    scrape_configs: [
+      { job_name: 'secai-fleet-operator', static_configs: [{ targets: [`127.0.0.1:${operatorPort}`], labels: { namespace: K8S_NAMESPACE } }] },
+      {
+        job_name: 'secai-fleet-agent',
+        static_configs: agents.map(({ node, port }) => ({ targets: [`127.0.0.1:${port}`], labels: { node, namespace: K8S_NAMESPACE } })),
+      },
+    ],
+  });
+}
 
 function writeState(paths: LabPaths, state: LabState): void {
   writeFileSync(`${paths.state}.tmp`, JSON.stringify(state, null, 2));
@@ -288,15 +318,11 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       mkdirSync(node.mapperDir, { recursive: true });
     }
 
-    const operatorMetricsPort = await new Promise<number>((resolve) => {
-      const probe = createServer().listen(0, '127.0.0.1', () => {
-        const address = probe.address();
-        probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-      });
-    });
+    const operatorMetricsPort = await freeLoopbackPort();
     children.push(
       startLogged(paths, 'operator', [
-        ...NODE_TS, join(REPO_ROOT, 'operator', 'src', 'cmd', 'main.ts'),
+        process.execPath, '--max-semi-space-size=8', '--max-old-space-size=256', '--import', 'tsx',
+        join(REPO_ROOT, 'operator', 'src', 'cmd', 'main.ts'),
         '--kubeconfig', paths.operatorKubeconfig,
         '--namespace', K8S_NAMESPACE,
         '--metrics-bind-address', `127.0.0.1:${operatorMetricsPort}`,
@@ -366,6 +392,28 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       });
     }
 
+    mkdirSync(join(paths.prometheus, 'data'), { recursive: true });
+    const prometheusPort = await freeLoopbackPort();
+    const prometheusConfigFile = join(paths.prometheus, 'prometheus.yml');
+    writeFileSync(
+      prometheusConfigFile,
+      prometheusConfig(
+        operatorMetricsPort,
+        topologyNodes.map((n) => ({ node: n.name, port: Number(new URL(n.metrics).port) })),
+      ),
+    );
+    children.push(
+      startLogged(paths, 'prometheus', [
+        'prometheus',
+        `--config.file=${prometheusConfigFile}`,
+        `--storage.tsdb.path=${join(paths.prometheus, 'data')}`,
+        `--web.listen-address=127.0.0.1:${prometheusPort}`,
+        '--storage.tsdb.retention.time=1d',
+      ]),
+    );
+    const prometheusUrl = `http://127.0.0.1:${prometheusPort}`;
+    await waitFor('Prometheus to be ready', async () => (await fetch(`${prometheusUrl}/-/ready`).catch(() => undefined))?.ok === true, 60_000);
+
     const inferenceToken = randomBytes(24).toString('base64url');
     writeFileSync(paths.inferenceTokenFile, inferenceToken, { mode: 0o600 });
     const samples = labSamples(readFileSync(join(paths.upstream, MODEL_FILE)), inferenceToken);
@@ -376,6 +424,7 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
     const topology: LabTopology = {
       kubeconfig: paths.kubeconfig,
       operator: { metrics: `http://127.0.0.1:${operatorMetricsPort}/metrics`, log: join(paths.logs, 'operator.log') },
+      prometheus: { url: prometheusUrl, config: prometheusConfigFile },
       upstream: {
         namespace: upstream,
         allowed: [{ host: UPSTREAM_ADDRESS, port: MODEL_PORT }],

@@ -1,8 +1,10 @@
 // The fleet's own gauges, computed from the caches when scraped. No label carries a node or object
 // name: per-node series would grow with the fleet (per-node detail is on each agent's /metrics).
-// One exception: secai_audit_log_failed has a series for each node whose audit log failed, and
-// for no other node, so that "whose audit log failed" is one PromQL query; such failures are rare
-// and each needs a person, so these series are bounded by incidents, not by the size of the fleet.
+// Exceptions, the failure gauges: secai_audit_log_failed, secai_node_not_compliant and
+// secai_model_rejected have a series for each node (and model) that fails, and for no other, so that
+// "whose audit log failed", "which nodes are not compliant" and "which models are rejected where" are
+// each one PromQL query. Each failure needs a person, so these series are bounded by incidents, not
+// by the size of the fleet.
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import type { EgressPolicy, Model, SecAINode, VaultPolicy } from '../../../api/gen/crd-types.js';
 import { conditionStatus, findCondition } from '../runtime/conditions.js';
@@ -86,6 +88,33 @@ export class FleetMetrics {
         for (const n of sources.secaiNodes()) {
           const audit = findCondition(n.status?.conditions, 'AuditVerified');
           if (audit?.status === 'False') this.set({ node: n.metadata.name ?? '', reason: audit.reason }, 1);
+        }
+      },
+    });
+    new Gauge({
+      name: 'secai_node_not_compliant',
+      help: 'Set to 1 for each fleet node whose Compliant condition is False, with its reason; absent for every other node.',
+      labelNames: ['node', 'reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const n of sources.secaiNodes()) {
+          const compliant = findCondition(n.status?.conditions, 'Compliant');
+          if (compliant?.status === 'False') this.set({ node: n.metadata.name ?? '', reason: compliant.reason }, 1);
+        }
+      },
+    });
+    new Gauge({
+      name: 'secai_model_rejected',
+      help: "Set to 1 for each model a node's quarantine rejected, with the first failing stage and its reason; absent otherwise.",
+      labelNames: ['model', 'node', 'stage', 'reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const n of sources.secaiNodes()) {
+          for (const m of n.status?.models ?? []) {
+            if (m.state === 'Rejected') this.set({ model: m.name, node: n.metadata.name ?? '', stage: m.stage ?? '', reason: m.reason ?? '' }, 1);
+          }
         }
       },
     });

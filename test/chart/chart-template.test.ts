@@ -124,8 +124,12 @@ describe('the operator', () => {
     expect(flagValues(args, 'channel-dns-name')).toEqual(['secai-operator.secai-system.svc', 'secai-operator.secai-system.svc.cluster.local']);
     expect(flagValues(args, 'channel-listen')).toEqual(['0.0.0.0:9443']);
     expect(find(docs, 'Service', 'secai-fleet-operator-metrics').spec).toMatchObject({ ports: [{ name: 'metrics', targetPort: 'metrics' }] });
-    const operatorLabels = (find(docs, 'Deployment', 'secai-fleet-operator').spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels;
-    expect(operatorLabels).toMatchObject(channel.selector);
+    // Only the leader serves the channel: the Service selects no Pods; the leader publishes its own
+    // Pod IP in the Service's EndpointSlice.
+    expect(channel.selector).toBeUndefined();
+    expect(flagValues(args, 'channel-endpoint-service')).toEqual(['secai-operator']);
+    const env = podSpec(find(docs, 'Deployment', 'secai-fleet-operator')).containers[0] as unknown as { env: { name: string; valueFrom?: unknown }[] };
+    expect(env.env.find((e) => e.name === 'POD_IP')).toEqual({ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
   });
 
   it('can expose the channel on a node port for agents outside the Pod network', async () => {

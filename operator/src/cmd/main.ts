@@ -2,7 +2,8 @@
 // (POD_NAMESPACE), --fleet-node-selector, --metrics-bind-address, --leader-elect,
 // --leader-election-id, --identity (POD_NAME), --log-level, and the agent channel: --channel-listen
 // (repeatable; none disables the channel), --channel-dns-name (repeatable), --channel-tls-secret,
-// --agent-ca-configmap, --agent-service-account. Logs are JSON lines on stdout.
+// --agent-ca-configmap, --agent-service-account, --channel-endpoint-service (a selector-less Service
+// the leader points at its own POD_IP). Logs are JSON lines on stdout.
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { DEFAULT_FLEET_SELECTOR } from '../fleet/names.js';
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     'channel-tls-secret': { type: 'string' },
     'agent-ca-configmap': { type: 'string' },
     'agent-service-account': { type: 'string' },
+    'channel-endpoint-service': { type: 'string' },
   },
   strict: true,
 });
@@ -43,6 +45,13 @@ if (!Number.isFinite(refreshSeconds) || refreshSeconds < 1) {
 
 const namespace = values.namespace ?? process.env.POD_NAMESPACE ?? 'secai-system';
 const channelListen = values['channel-listen'] ?? ['0.0.0.0:9443'];
+const endpointService = values['channel-endpoint-service'];
+const podIP = process.env.POD_IP;
+const channelPort = Number(/:(\d+)$/.exec(channelListen.find((a) => !a.startsWith('unix:')) ?? '')?.[1] ?? 0);
+if (endpointService && (!podIP || !channelPort)) {
+  logger.fatal('--channel-endpoint-service needs POD_IP in the environment and a TCP --channel-listen');
+  process.exit(2);
+}
 
 try {
   const identity = values.identity ?? process.env.POD_NAME;
@@ -72,6 +81,7 @@ try {
             caConfigMap: values['agent-ca-configmap'] ?? 'secai-agent-ca',
             agentServiceAccount: values['agent-service-account'] ?? 'secai-agent',
             version: OPERATOR_VERSION,
+            ...(endpointService && podIP ? { endpoint: { service: endpointService, podIP, port: channelPort } } : {}),
           },
         }
       : {}),

@@ -26,6 +26,7 @@ import { RolloutRecords } from '../fleet/rollout-records.js';
 import { ServicePlacement } from '../fleet/service-placement.js';
 import { Applier } from '../runtime/apply.js';
 import { TOKEN_AUDIENCE } from '../../../api/proto/protocol.js';
+import { publishChannelEndpoint } from '../channel/channel-endpoint.js';
 import { AgentChannelServer } from '../channel/server.js';
 import { ensureChannelTls } from '../channel/tls-bootstrap.js';
 import { systemClock } from '../runtime/clock.js';
@@ -76,6 +77,8 @@ export interface ChannelOptions {
   agentServiceAccount: string;
   heartbeatSeconds?: number;
   version: string;
+  /** In a cluster: the selector-less Service to point at this replica (its Pod IP) while it leads. */
+  endpoint?: { service: string; podIP: string; port: number };
 }
 
 export interface OperatorHandle {

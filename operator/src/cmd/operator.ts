@@ -205,6 +205,16 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     });
     channelAddresses = await channel.start();
     audit.attach(channel);
+    if (options.endpoint) {
+      await publishChannelEndpoint(client, {
+        namespace: opts.namespace,
+        service: options.endpoint.service,
+        address: options.endpoint.podIP,
+        port: options.endpoint.port,
+        fieldManager: FIELD_MANAGER,
+      });
+      logger.info({ service: options.endpoint.service, address: options.endpoint.podIP }, 'channel Service points at this leader');
+    }
   };
   const startControllers = async () => {
     await caches.waitForSync(120_000);

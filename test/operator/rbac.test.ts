@@ -42,7 +42,16 @@ beforeAll(async () => {
     { mode: 0o600 },
   );
   asOperator = await KubeClient.fromKubeconfigFile(kubeconfig);
-  operator = await OperatorProcess.start({ kubeconfig, namespace: OPERATOR_NAMESPACE, identity: 'rbac-test', dir: env.dir, args: ['--status-refresh-seconds', '60'] });
+  operator = await OperatorProcess.start({
+    kubeconfig,
+    namespace: OPERATOR_NAMESPACE,
+    identity: 'rbac-test',
+    dir: env.dir,
+    // A loopback TCP channel too, so the leader publishes the channel Service's endpoint (POD_IP is
+    // a fictitious Pod address: written into the API, never dialled).
+    args: ['--status-refresh-seconds', '60', '--channel-listen', '127.0.0.1:0', '--channel-endpoint-service', 'secai-operator'],
+    env: { POD_IP: '10.244.7.7' },
+  });
 }, 90_000);
 
 afterAll(async () => {
@@ -104,8 +113,15 @@ it('does its whole job with only the granted verbs', async () => {
   const log = operator!.logs();
   expect(log).not.toMatch(/"status":403|Forbidden|forbidden/);
   expect(log).toContain('"msg":"became leader"');
-  // The agent channel came up with the same least privilege (TLS Secret, CA ConfigMap).
+  // The agent channel came up with the same least privilege (TLS Secret, CA ConfigMap, the
+  // channel Service's EndpointSlice pointing at this leader).
   expect(log).toContain('"msg":"agent channel listening"');
+  expect(log).toContain('"msg":"channel Service points at this leader"');
+  const slice = await env.admin.request<{ endpoints: { addresses: string[] }[] }>({
+    method: 'GET',
+    path: `/apis/discovery.k8s.io/v1/namespaces/${OPERATOR_NAMESPACE}/endpointslices/secai-operator-leader`,
+  });
+  expect(slice.endpoints[0]?.addresses).toEqual(['10.244.7.7']);
 }, 120_000);
 
 it.each([

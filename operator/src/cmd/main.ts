@@ -47,8 +47,7 @@ const namespace = values.namespace ?? process.env.POD_NAMESPACE ?? 'secai-system
 const channelListen = values['channel-listen'] ?? ['0.0.0.0:9443'];
 const endpointService = values['channel-endpoint-service'];
 const podIP = process.env.POD_IP;
-const channelPort = Number(/:(\d+)$/.exec(channelListen.find((a) => !a.startsWith('unix:')) ?? '')?.[1] ?? 0);
-if (endpointService && (!podIP || !channelPort)) {
+if (endpointService && (!podIP || channelListen.every((a) => a.startsWith('unix:')))) {
   logger.fatal('--channel-endpoint-service needs POD_IP in the environment and a TCP --channel-listen');
   process.exit(2);
 }
@@ -81,7 +80,7 @@ try {
             caConfigMap: values['agent-ca-configmap'] ?? 'secai-agent-ca',
             agentServiceAccount: values['agent-service-account'] ?? 'secai-agent',
             version: OPERATOR_VERSION,
-            ...(endpointService && podIP ? { endpoint: { service: endpointService, podIP, port: channelPort } } : {}),
+            ...(endpointService && podIP ? { endpoint: { service: endpointService, podIP } } : {}),
           },
         }
       : {}),

@@ -78,7 +78,7 @@ export interface ChannelOptions {
   heartbeatSeconds?: number;
   version: string;
   /** In a cluster: the selector-less Service to point at this replica (its Pod IP) while it leads. */
-  endpoint?: { service: string; podIP: string; port: number };
+  endpoint?: { service: string; podIP: string };
 }
 
 export interface OperatorHandle {
@@ -206,11 +206,14 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     channelAddresses = await channel.start();
     audit.attach(channel);
     if (options.endpoint) {
+      const tcp = channelAddresses.find((a) => !a.startsWith('unix:'));
+      const port = Number(/:(\d+)$/.exec(tcp ?? '')?.[1]);
+      if (!port) throw new Error('publishing the channel endpoint needs a TCP channel address');
       await publishChannelEndpoint(client, {
         namespace: opts.namespace,
         service: options.endpoint.service,
         address: options.endpoint.podIP,
-        port: options.endpoint.port,
+        port,
         fieldManager: FIELD_MANAGER,
       });
       logger.info({ service: options.endpoint.service, address: options.endpoint.podIP }, 'channel Service points at this leader');

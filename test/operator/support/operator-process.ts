@@ -18,7 +18,7 @@ export class OperatorProcess {
   }
 
   /** `nodeFlags` go to node itself (V8 heap sizing, say), before the operator's own flags. */
-  static async start(opts: { kubeconfig: string; namespace: string; identity: string; dir: string; args?: string[]; nodeFlags?: string[] }): Promise<OperatorProcess> {
+  static async start(opts: { kubeconfig: string; namespace: string; identity: string; dir: string; args?: string[]; nodeFlags?: string[]; env?: Record<string, string> }): Promise<OperatorProcess> {
     const metricsPort = await freePort();
     const logFile = join(opts.dir, `operator-${opts.identity}.log`);
     writeFileSync(logFile, '');
@@ -36,7 +36,7 @@ export class OperatorProcess {
         '--channel-listen', `unix://${join(opts.dir, `channel-${opts.identity}.sock`)}`,
         ...(opts.args ?? []),
       ],
-      { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: '' } },
+      { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: '', ...opts.env } },
     );
     closeSync(fd);
     return new OperatorProcess(child, logFile, metricsPort, opts.identity);

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 TSX := node_modules/.bin/tsx
 
-.PHONY: deps tools test test-alerts generate cluster-up cluster-down
+.PHONY: deps tools test test-alerts generate cluster-up cluster-down lab lab-down
 
 node_modules: package.json package-lock.json
 	npm install --no-save --no-fund --no-audit
@@ -33,3 +33,11 @@ cluster-up: node_modules tools
 
 cluster-down: node_modules
 	$(TSX) hack/control-plane/cli.ts down
+
+# A whole fleet on this machine (root: network namespaces, nftables): control plane, operator, N
+# nodes with agents (default 3), upstream, Prometheus. `make lab NODES=5`.
+lab: node_modules tools
+	$(TSX) hack/lab/lab.ts up --nodes $(or $(NODES),3)
+
+lab-down: node_modules
+	$(TSX) hack/lab/lab.ts down

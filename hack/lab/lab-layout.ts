@@ -43,6 +43,7 @@ export interface LabPaths {
   caFile: string;
   upstream: string;
   inferenceTokenFile: string;
+  prometheus: string;
   node(name: string): {
     dir: string;
     state: string;
@@ -71,6 +72,7 @@ export function labPaths(dir: string): LabPaths {
     caFile: join(root, 'channel-ca.crt'),
     upstream: join(root, 'upstream'),
     inferenceTokenFile: join(root, 'inference-token'),
+    prometheus: join(root, 'prometheus'),
     node: (name: string) => {
       const nodeDir = join(root, 'nodes', name);
       return {

@@ -127,6 +127,7 @@ async function main(): Promise<void> {
       `export KUBECONFIG=${topology.kubeconfig}`,
       `topology: ${paths.topology}`,
       `operator metrics: ${topology.operator.metrics}`,
+      `Prometheus: ${topology.prometheus.url} (try: curl -s '${topology.prometheus.url}/api/v1/query' --data-urlencode 'query=secai_nodes')`,
       first ? `agent metrics of ${first.name}: ${first.metrics}` : '',
       first ? `chat with ${first.name}: ip netns exec ${first.namespace} curl -s ${first.inference.url}/v1/chat/completions -H "authorization: Bearer $(cat ${first.inference.tokenFile})" -H 'content-type: application/json' -d '{"model":"${first.inference.model}","messages":[{"role":"user","content":"hello"}],"max_tokens":16}'` : '',
       first ? `try a blocked port from ${first.name}: ip netns exec ${first.namespace} bash -c 'echo > /dev/tcp/${topology.upstream.blocked[0]?.host}/${topology.upstream.blocked[0]?.port}'` : '',

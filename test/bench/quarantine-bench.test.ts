@@ -1,6 +1,8 @@
-// The quarantine quality bars of DESIGN.md section 8, measured side by side in one run:
-// the one pass over a 1 GiB GGUF at least 0.9x `openssl dgst -sha256` on the same file, and the
-// header of a 150,000-token vocabulary parsed in under 60 ms.
+// The quarantine quality bars of DESIGN.md section 8, measured side by side in one run: the
+// verdict pass over a 1 GiB GGUF at least 0.9x `openssl dgst -sha256` on the same file (medians of
+// interleaved runs), and the header of a 150,000-token vocabulary parsed in under 60 ms. The
+// sandboxed pass (as the agent runs it) and the end-to-end time with the tensor-tree job are
+// reported beside it.
 import { measureThroughput, measureVocabularyParse } from './quarantine-bench.js';
 
 it('parses the header of a 150,000-token vocabulary in under 60 ms', () => {
@@ -10,9 +12,9 @@ it('parses the header of a 150,000-token vocabulary in under 60 ms', () => {
   expect(result.medianMs).toBeLessThan(60);
 });
 
-it('scans a 1 GiB GGUF in one pass at least 0.9x as fast as openssl dgst -sha256', async () => {
-  const result = await measureThroughput(Number(process.env.QUARANTINE_BENCH_PAIRS ?? 7));
-  process.stderr.write(`one pass: ${JSON.stringify(result)}\n`);
-  expect(result.verdicts).toEqual(['Passed', 'Integrity:Passed', 'Signature:NotRequested', 'Format:Passed', 'StaticScan:Passed']);
-  expect(result.ratio).toBeGreaterThanOrEqual(0.9);
+it('makes the verdict pass over a 1 GiB GGUF at least 0.9x as fast as openssl dgst -sha256', async () => {
+  const result = await measureThroughput(Number(process.env.QUARANTINE_BENCH_ROUNDS ?? 7));
+  process.stderr.write(`verdict pass: ${JSON.stringify(result)}\n`);
+  expect(result.verdicts).toEqual(['Passed Integrity:Passed Signature:NotRequested Format:Passed StaticScan:Passed']);
+  expect(result.ratio.inProcess).toBeGreaterThanOrEqual(0.9);
 }, 300_000);

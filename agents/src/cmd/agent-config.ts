@@ -6,6 +6,8 @@ export interface AgentConfig {
   nodeName: string;
   stateDir: string;
   auditDir: string;
+  /** The trusted store and its quarantine staging (inside the vault on a real node). */
+  storeDir: string;
   operatorAddress: string;
   operatorServerName: string;
   caFile: string;
@@ -31,6 +33,7 @@ const OPTIONS = {
   'node-name': { type: 'string' },
   'state-dir': { type: 'string' },
   'audit-dir': { type: 'string' },
+  'store-dir': { type: 'string' },
   'operator-address': { type: 'string' },
   'operator-server-name': { type: 'string' },
   'ca-file': { type: 'string' },
@@ -82,6 +85,7 @@ export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     nodeName: need('node-name', env.NODE_NAME),
     stateDir,
     auditDir: need('audit-dir', `${stateDir}/audit`),
+    storeDir: need('store-dir', `${stateDir}/models`),
     operatorAddress: need('operator-address'),
     operatorServerName: need('operator-server-name', 'secai-operator.secai-system.svc'),
     caFile: need('ca-file', '/etc/secai/channel/ca.crt'),

@@ -10,6 +10,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { type EgressRule, Protocol, Via } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { AttestationDuty } from '../agent/duties/attestation-duty.js';
 import { AuditDuty } from '../agent/duties/audit-duty.js';
+import { QuarantineDuty } from '../agent/duties/quarantine-duty.js';
 import { VaultDuty } from '../agent/duties/vault-duty.js';
 import { NodeAgent, type Duty } from '../agent/node-agent.js';
 import { PlanStore } from '../agent/plan-store.js';
@@ -22,7 +23,12 @@ import { egressMetrics } from '../egress/egress-metrics.js';
 import { nativeHelperCacheDir, withSetElementReader } from '../egress/set-element-reader.js';
 import { runCommand } from '../exec.js';
 import { inferenceMetrics } from '../inference/inference-metrics.js';
-import { InferenceServiceManager, type TrustedModels } from '../inference/inference-service-manager.js';
+import { InferenceServiceManager } from '../inference/inference-service-manager.js';
+import { loadModelForSmokeTest } from '../inference/smoke-test-model.js';
+import { createQuarantineMetrics } from '../quarantine/pipeline.js';
+import { DEFAULT_QUARANTINE_POLICY } from '../quarantine/policy.js';
+import { createScannerSandbox } from '../quarantine/scanner-sandbox.js';
+import { TrustedStore } from '../quarantine/trusted-store.js';
 import { sandboxCacheDir } from '../sandbox/landlock-launcher.js';
 import { detectSandboxSupport } from '../sandbox/sandbox-support.js';
 import { VaultGuard } from '../vault/vault-guard.js';
@@ -92,17 +98,38 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
       audit,
     }),
   ];
-  const noTrustedModels: TrustedModels = { pathOf: () => undefined };
-  duties.push(
-    new InferenceServiceManager({
-      trustedModels: noTrustedModels,
-      sandbox: await detectSandboxSupport({ exec: runCommand, cacheDir: sandboxCacheDir() }),
-      metrics: inferenceMetrics(registry),
-      logger: log,
+  const sandbox = await detectSandboxSupport({ exec: runCommand, cacheDir: sandboxCacheDir() });
+  const nodePolicy = DEFAULT_QUARANTINE_POLICY;
+  // Inference is told when trust changes: it re-checks what it may serve against the latest plan.
+  const serviceRef: { current?: InferenceServiceManager } = {};
+  const models = new QuarantineDuty({
+    deps: {
+      store: new TrustedStore(config.storeDir),
+      sandbox: createScannerSandbox({ exec: runCommand, policy: nodePolicy.scanner }),
       audit,
-      listenHost: config.inferenceHost,
-    }),
-  );
+      clock: () => new Date(),
+      logger: log.child({ duty: 'models' }),
+      metrics: createQuarantineMetrics(registry),
+      openSmokeTestModel: async (modelPath, sha256) => loadModelForSmokeTest({ modelPath, sha256, sandbox }),
+    },
+    nodePolicy,
+    audit,
+    logger: log,
+    trustChanged: () => {
+      const plan = agentRef.current?.appliedPlan();
+      if (plan && serviceRef.current) void serviceRef.current.apply(plan).then(changed, changed);
+    },
+    changed,
+  });
+  serviceRef.current = new InferenceServiceManager({
+    trustedModels: models,
+    sandbox,
+    metrics: inferenceMetrics(registry),
+    logger: log,
+    audit,
+    listenHost: config.inferenceHost,
+  });
+  duties.push(models, serviceRef.current);
   if (config.vaultHeader) {
     const guard = await VaultGuard.create({
       reader: cryptsetupHeaderReader(config.vaultHeader),
@@ -122,7 +149,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
     ),
     new AuditDuty(audit),
   );
-  const capabilities = ['nftables', 'bubblewrap', ...(config.vaultHeader ? ['luks2'] : []), ...(config.tpmTcti ? ['tpm2'] : [])];
+  const capabilities = ['nftables', 'bubblewrap', 'quarantine', ...(config.vaultHeader ? ['luks2'] : []), ...(config.tpmTcti ? ['tpm2'] : [])];
   const agent = new NodeAgent({
     nodeName: config.nodeName,
     version: AGENT_VERSION,
@@ -139,23 +166,23 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
   // Enforcement first: the stored plan is back in force before the agent talks to anyone.
   await agent.start();
   const stopHeads = audit.startPeriodicHeads(60_000);
-  const running = agent;
   const channel = new AgentChannelClient({
     address: config.operatorAddress,
     caFile: config.caFile,
     serverName: config.operatorServerName,
     tokenFile: config.tokenFile,
-    hello: () => running.hello(),
-    onPlan: (plan) => running.receivePlan(plan),
-    onCommand: (command) => running.handleCommand(command),
+    hello: () => agent.hello(),
+    onPlan: (plan) => agent.receivePlan(plan),
+    onCommand: (command) => agent.handleCommand(command),
     logger: log,
   });
-  running.attach(channel);
+  agent.attach(channel);
   channel.start();
   return async () => {
     channel.stop();
     stopHeads();
-    await running.stop();
+    await agent.stop();
+    await audit.close();
     metrics.close();
   };
 }

@@ -49,6 +49,30 @@ it('the prefilter reports every position a needle prefix starts at (property)', 
   );
 });
 
+it('the prefilter finds them from any start offset, and when it has to resume (a tiny record space)', () => {
+  const memory = new wasm.Memory({ initial: 2, maximum: 2 });
+  const needles = ['curl', 'wGeT', '---x', 'os.d'].map((t, i) => ({ bytes: Buffer.from(t), caseInsensitive: i === 1, bucket: i }));
+  // Room for four candidate records: the kernel stops after two hits and the caller resumes.
+  const prefilter = createPrefilter(memory, false, needles, { offset: 65536, bytes: 96 + 4 * 32 });
+  const heap = new Uint8Array(memory.buffer);
+  const alphabet = fc.constantFrom(...'curlwgetWGET-xos.d '.split('').map((c) => c.charCodeAt(0)));
+  fc.assert(
+    fc.property(fc.nat(40), fc.array(alphabet, { maxLength: 3000 }), (start, text) => {
+      heap.fill(0x20, 0, 65536);
+      heap.set(text, start);
+      const seen = new Map<number, number>();
+      prefilter.scan(start, start + text.length, (position, buckets) => seen.set(position, (seen.get(position) ?? 0) | buckets));
+      for (const p of naivePositions(Uint8Array.from(text), needles)) expect(seen.has(start + p)).toBe(true);
+      for (const [p, buckets] of seen) {
+        expect(p).toBeGreaterThanOrEqual(start);
+        expect(p).toBeLessThan(start + text.length);
+        expect(buckets).not.toBe(0);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
 const pad = (n: number) => '\n'.repeat(n);
 
 describe('each rule matches its payloads', () => {

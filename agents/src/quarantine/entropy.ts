@@ -42,9 +42,11 @@ export interface EntropySample {
 
 /** Fills byte histograms for the sample ranges as chunks of the file pass by. */
 export class EntropySampler {
+  private readonly ranges: readonly EntropyRange[];
   private readonly histograms: Float64Array[];
 
-  constructor(private readonly ranges: readonly EntropyRange[]) {
+  constructor(ranges: readonly EntropyRange[]) {
+    this.ranges = ranges;
     this.histograms = ranges.map(() => new Float64Array(256));
   }
 

@@ -121,16 +121,26 @@ export type GgufParse =
   | { status: 'incomplete'; needBytes: number }
   | { status: 'invalid'; reason: ReasonCode; message: string; offset: number };
 
+// Plain fields rather than parameter properties: the sandboxed scanner loads this file with
+// Node's own type stripping, which accepts only erasable syntax.
 class Invalid {
-  constructor(
-    readonly reason: ReasonCode,
-    readonly message: string,
-    readonly offset: number,
-  ) {}
+  readonly reason: ReasonCode;
+  readonly message: string;
+  readonly offset: number;
+
+  constructor(reason: ReasonCode, message: string, offset: number) {
+    this.reason = reason;
+    this.message = message;
+    this.offset = offset;
+  }
 }
 
 class Incomplete {
-  constructor(readonly needBytes: number) {}
+  readonly needBytes: number;
+
+  constructor(needBytes: number) {
+    this.needBytes = needBytes;
+  }
 }
 
 const TWO_32 = 4294967296;
@@ -140,13 +150,15 @@ const utf8 = new TextDecoder('utf-8');
 /** Reads little-endian values from the header bytes, knowing where the file ends. */
 class Cursor {
   pos = 0;
+  private readonly bytes: Uint8Array;
+  private readonly fileSize: number;
+  private readonly maxHeaderBytes: number;
   private readonly view: DataView;
 
-  constructor(
-    private readonly bytes: Uint8Array,
-    private readonly fileSize: number,
-    private readonly maxHeaderBytes: number,
-  ) {
+  constructor(bytes: Uint8Array, fileSize: number, maxHeaderBytes: number) {
+    this.bytes = bytes;
+    this.fileSize = fileSize;
+    this.maxHeaderBytes = maxHeaderBytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 

@@ -3,7 +3,7 @@
 // smoke-test model is scripted (its edge is SmokeTestModel).
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,14 +13,16 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { ModelPlan } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { startSigningLab, type SigningLab } from '../../../test/quarantine/signing-fixtures.js';
-import { tinyModelBytes } from '../../../test/support/tiny-model.js';
+import { tinyModelBytes, tinyModelDocument } from '../../../test/support/tiny-model.js';
 import { MemoryAuditSink } from '../audit/audit-sink.js';
 import { runCommand } from '../exec.js';
+import { tensorMerkleRoot } from './merkle.js';
 import { containModel, createQuarantineMetrics, quarantineModel, reverifyTrusted, type QuarantineDeps } from './pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY, policyDigest } from './policy.js';
-import { createScannerSandbox } from './scanner-sandbox.js';
+import { SCANNER_PROTOCOL_VERSION } from './scanner-protocol.js';
+import { createScannerSandbox, type ScannerSandbox } from './scanner-sandbox.js';
 import { TrustedStore } from './trusted-store.js';
-import { Reason } from './verdict.js';
+import { failed, passed, Reason, Stage } from './verdict.js';
 
 const model = tinyModelBytes();
 const sha256 = createHash('sha256').update(model).digest('hex');
@@ -88,7 +90,9 @@ it('promotes a clean model into the trusted store, with its manifest, an audit e
   expect(digest).toBe(policyDigest(DEFAULT_QUARANTINE_POLICY));
   expect(await store.lookup(sha256)).toEqual(manifest);
   expect(manifest).toMatchObject({ name: 'tiny', sha256, tensorCount: 21, policyDigest: digest, promotedAt: '2026-03-01T12:00:00.000Z' });
-  expect(manifest?.tensorMerkleRoot).toMatch(/^[0-9a-f]{64}$/);
+  // The tree the separate tensor-tree job computed: over each tensor's SHA-256, in file order.
+  const tensors = tinyModelDocument().tensors;
+  expect(manifest?.tensorMerkleRoot).toBe(tensorMerkleRoot(tensors.map((t) => ({ name: t.name, sha256: createHash('sha256').update(t.data).digest() }))));
   expect(readdirSync(store.stagingDir)).toEqual([]);
   expect(audit.events).toEqual([{ type: 'model.promoted', subject: sha256, data: { name: 'tiny', stage: null, reason: 'Passed', sizeBytes: model.length, tensorMerkleRoot: manifest!.tensorMerkleRoot, policyDigest: digest } }]);
   expect(await registry.getSingleMetricAsString('secai_agent_quarantine_verdicts_total')).toContain('secai_agent_quarantine_verdicts_total{stage="",reason="Passed"} 1');
@@ -178,6 +182,41 @@ it('re-verifies a trusted artifact, and contains it when its bytes changed', asy
   expect(await store.lookup(sha256)).toBeUndefined();
   expect(audit.events.map((e) => e.type)).toEqual(['model.promoted', 'model.contained']);
 }, 60_000);
+
+it('re-verification checks the tensor hash tree against the manifest', async () => {
+  await quarantineModel(plan(), DEFAULT_QUARANTINE_POLICY, deps);
+  const manifestPath = `${store.artifactPath(sha256)}.json`;
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  writeFileSync(manifestPath, JSON.stringify({ ...manifest, tensorMerkleRoot: 'e'.repeat(64) }));
+  expect(await reverifyTrusted(sha256, DEFAULT_QUARANTINE_POLICY, deps)).toMatchObject({ ok: false, stage: 'Integrity', reason: Reason.ArtifactChanged, message: 'the tensor hash tree differs from the manifest' });
+  expect(await store.lookup(sha256)).toBeUndefined();
+}, 60_000);
+
+describe('the tensor-tree job runs before promotion, and its failure stops it', () => {
+  const withTree = (tensorTree: ScannerSandbox['tensorTree']): QuarantineDeps => ({ ...deps, sandbox: { scan: deps.sandbox.scan, tensorTree } });
+
+  it.each([
+    ['the job is killed', async () => ({ sandbox: failed(Stage.Sandbox, Reason.ScannerKilled, 'the scanner was killed by SIGKILL') }), Reason.PromotionFailed],
+    ['the file changed', async () => ({ sandbox: passed(Stage.Sandbox, 'tensor hash tree computed'), outcome: { version: SCANNER_PROTOCOL_VERSION, status: 'changed' as const, message: 'the header no longer parses' } }), Reason.ArtifactChanged],
+    ['another tensor count', async () => ({ sandbox: passed(Stage.Sandbox, 'tensor hash tree computed'), outcome: { version: SCANNER_PROTOCOL_VERSION, status: 'ok' as const, sizeBytes: model.length, tensorCount: 3, tensorMerkleRoot: 'a'.repeat(64), treeMs: 1 } }), Reason.ArtifactChanged],
+  ] as const)('%s', async (_name, tensorTree, reason) => {
+    const { verdict, manifest } = await quarantineModel(plan(), DEFAULT_QUARANTINE_POLICY, withTree(tensorTree));
+    expect(verdict).toMatchObject({ trusted: false, stage: 'Promotion', reason });
+    expect(manifest).toBeUndefined();
+    expect(await store.trustedDigests()).toEqual([]);
+    expect(readdirSync(store.stagingDir)).toEqual([]);
+    expect(audit.events.map((e) => [e.type, e.data.tensorMerkleRoot])).toEqual([['model.rejected', null]]);
+  }, 30_000);
+
+  it('is not run for a rejected model', async () => {
+    let runs = 0;
+    const counting = withTree(async (path, size) => (runs++, deps.sandbox.tensorTree(path, size)));
+    expect((await quarantineModel(plan({ sha256: 'f'.repeat(64) }), DEFAULT_QUARANTINE_POLICY, counting)).verdict.trusted).toBe(false);
+    expect(runs).toBe(0);
+    expect((await quarantineModel(plan(), DEFAULT_QUARANTINE_POLICY, counting)).verdict.trusted).toBe(true);
+    expect(runs).toBe(1);
+  }, 30_000);
+});
 
 it('contains a revoked model and never promotes it again', async () => {
   await quarantineModel(plan(), DEFAULT_QUARANTINE_POLICY, deps);

@@ -1,8 +1,9 @@
 // The quarantine pipeline, one for both faces: the agent calls quarantineModel for each plan model
 // it does not trust yet; the secai-quarantine command calls verifyArtifact. Stages, in verdict
 // order: Fetch, Sandbox (the sandboxed one pass: Integrity, Signature, Format, StaticScan),
-// SmokeTest, Promotion. The first failing stage is the verdict; every outcome is audited. This
-// process never parses the artifact: it fetches, moves files and reads the scanner's verdict.
+// SmokeTest, Promotion (a second sandboxed job computes the manifest's per-tensor hash tree, then
+// the rename). The first failing stage is the verdict; every outcome is audited. This process
+// never parses the artifact: it fetches, moves files and reads the scanner's outcomes.
 import { randomBytes } from 'node:crypto';
 import { copyFile, lstat, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -158,6 +159,22 @@ export async function verifyArtifact(input: { source: ArtifactSource; pin: Pin; 
   return { results, facts: outcome.facts, staged };
 }
 
+/**
+ * The manifest's per-tensor hash tree, from a sandboxed job of its own: only an artifact that passed
+ * every check gets one, so the verdict pass does not pay for a second SHA-256 stream. The job reads
+ * the staged file again; promotion then checks the file is still the one the verdict pass read
+ * (same inode, size and mtime), and the tree must describe the same size and tensor count.
+ */
+async function tensorTreeOf(path: string, facts: ScanFacts, sandbox: ScannerSandbox): Promise<{ tensorMerkleRoot: string; tensorCount: number } | { failure: StageResult }> {
+  const { sandbox: stage, outcome } = await sandbox.tensorTree(path, facts.sizeBytes);
+  if (!outcome) return { failure: failed(Stage.Promotion, Reason.PromotionFailed, `the tensor hash tree job failed: ${stage.message}`, { sandboxReason: stage.reason }) };
+  if (outcome.status === 'changed') return { failure: failed(Stage.Promotion, Reason.ArtifactChanged, `the artifact changed after its verdict: ${outcome.message}`) };
+  if (outcome.sizeBytes !== facts.sizeBytes || outcome.tensorCount !== facts.tensorCount) {
+    return { failure: failed(Stage.Promotion, Reason.ArtifactChanged, `the artifact changed after its verdict: the tree job saw ${outcome.sizeBytes} bytes and ${outcome.tensorCount} tensors`) };
+  }
+  return { tensorMerkleRoot: outcome.tensorMerkleRoot, tensorCount: outcome.tensorCount };
+}
+
 export interface QuarantineDeps extends Omit<VerifyDeps, 'stagingDir'> {
   store: TrustedStore;
   audit: AuditSink;
@@ -216,26 +233,31 @@ export async function quarantineModel(plan: ModelPlan, nodePolicy: QuarantinePol
       staged = verified.staged;
       current = Stage.Promotion;
       if (staged && facts && !results.some((r) => r.status === 'failed')) {
-        const promoted = passed(Stage.Promotion, 'promoted into the trusted store');
-        manifest = {
-          version: MANIFEST_VERSION,
-          name: plan.name,
-          source: plan.url,
-          sha256: facts.sha256,
-          sizeBytes: facts.sizeBytes,
-          tensorMerkleRoot: facts.tensorMerkleRoot ?? '',
-          tensorCount: facts.tensorCount ?? 0,
-          policyDigest: digest,
-          promotedAt: deps.clock().toISOString(),
-          verdict: composeVerdict([...results, promoted], { sha256: facts.sha256, sizeBytes: facts.sizeBytes }),
-        };
-        const outcome = await deps.store.promote(staged.path, staged.identity, manifest);
-        if (outcome.ok) {
-          results.push(outcome.alreadyTrusted ? passed(Stage.Promotion, 'already in the trusted store') : promoted);
-          staged = undefined;
+        const tree = await tensorTreeOf(staged.path, facts, deps.sandbox);
+        if ('failure' in tree) {
+          results.push(tree.failure);
         } else {
-          manifest = undefined;
-          results.push(failed(Stage.Promotion, outcome.reason === 'changed' ? Reason.ArtifactChanged : Reason.StoreConflict, outcome.message));
+          const promoted = passed(Stage.Promotion, 'promoted into the trusted store');
+          manifest = {
+            version: MANIFEST_VERSION,
+            name: plan.name,
+            source: plan.url,
+            sha256: facts.sha256,
+            sizeBytes: facts.sizeBytes,
+            tensorMerkleRoot: tree.tensorMerkleRoot,
+            tensorCount: tree.tensorCount,
+            policyDigest: digest,
+            promotedAt: deps.clock().toISOString(),
+            verdict: composeVerdict([...results, promoted], { sha256: facts.sha256, sizeBytes: facts.sizeBytes }),
+          };
+          const outcome = await deps.store.promote(staged.path, staged.identity, manifest);
+          if (outcome.ok) {
+            results.push(outcome.alreadyTrusted ? passed(Stage.Promotion, 'already in the trusted store') : promoted);
+            staged = undefined;
+          } else {
+            manifest = undefined;
+            results.push(failed(Stage.Promotion, outcome.reason === 'changed' ? Reason.ArtifactChanged : Reason.StoreConflict, outcome.message));
+          }
         }
       }
     }
@@ -257,7 +279,7 @@ export async function quarantineModel(plan: ModelPlan, nodePolicy: QuarantinePol
       stage: verdict.stage ?? null,
       reason: verdict.reason ?? 'Passed',
       sizeBytes: facts?.sizeBytes ?? null,
-      tensorMerkleRoot: facts?.tensorMerkleRoot ?? null,
+      tensorMerkleRoot: manifest?.tensorMerkleRoot ?? null,
       policyDigest: digest,
     },
   });
@@ -288,11 +310,14 @@ export async function reverifyTrusted(sha256: string, nodePolicy: QuarantinePoli
   const { sandbox, outcome } = await deps.sandbox.scan(path, job, manifest.sizeBytes);
   let result: ReverifyResult;
   const failure = !outcome ? sandbox : outcome.stages.find((s) => s.status === 'failed' && s.stage !== Stage.Signature);
-  if (failure) result = { ok: false, stage: failure.stage, reason: failure.reason, message: failure.message };
-  else if ((outcome!.facts.tensorMerkleRoot ?? '') !== manifest.tensorMerkleRoot) {
-    result = { ok: false, stage: Stage.Integrity, reason: Reason.ArtifactChanged, message: 'the tensor hash tree differs from the manifest' };
+  if (failure) {
+    result = { ok: false, stage: failure.stage, reason: failure.reason, message: failure.message };
   } else {
-    result = { ok: true, message: `digest and tensor hash tree match the manifest (${manifest.sizeBytes} bytes)` };
+    const tree = await deps.sandbox.tensorTree(path, manifest.sizeBytes);
+    if (!tree.outcome) result = { ok: false, stage: tree.sandbox.stage, reason: tree.sandbox.reason, message: tree.sandbox.message };
+    else if (tree.outcome.status === 'changed') result = { ok: false, stage: Stage.Integrity, reason: Reason.ArtifactChanged, message: tree.outcome.message };
+    else if (tree.outcome.tensorMerkleRoot !== manifest.tensorMerkleRoot) result = { ok: false, stage: Stage.Integrity, reason: Reason.ArtifactChanged, message: 'the tensor hash tree differs from the manifest' };
+    else result = { ok: true, message: `digest and tensor hash tree match the manifest (${manifest.sizeBytes} bytes)` };
   }
   if (!result.ok) await containModel(sha256, `re-verification failed: ${result.reason}`, deps);
   return result;

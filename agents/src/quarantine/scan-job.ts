@@ -1,13 +1,18 @@
-// One scan job: the one pass over the artifact, then the Integrity, Signature, Format and
-// StaticScan verdicts. Runs inside the scanner sandbox (scanner-main.ts).
+// The scanner's two jobs, run inside the scanner sandbox (scanner-main.ts): the verdict job (the one
+// pass over the artifact, then the Integrity, Signature, Format and StaticScan verdicts) and, for
+// an artifact that passed every check, the tensor-tree job (the manifest's per-tensor hash tree).
 import { ArtifactChangedError, scanArtifact, type ScanOptions } from './one-pass-scan.js';
-import { SCANNER_PROTOCOL_VERSION, type ScanJob, type ScanOutcome } from './scanner-protocol.js';
-import { verifySignatureOffline } from './signature.js';
+import { SCANNER_PROTOCOL_VERSION, type ScanJob, type ScanOutcome, type TensorTreeJob, type TensorTreeOutcome } from './scanner-protocol.js';
 import { evaluateFormat, evaluateIntegrity, evaluateStaticScan } from './stage-checks.js';
+import { computeTensorTree, type TensorTreeOptions } from './tensor-tree.js';
 import { failed, notRequested, Reason, Stage, type StageResult } from './verdict.js';
 
 export async function runScanJob(job: ScanJob, options: ScanOptions = {}): Promise<ScanOutcome> {
   const started = performance.now();
+  // The sigstore libraries take tens of milliseconds to load: they load while the pass runs, on a
+  // thread the SHA-256 stream does not need, and not at all for a model without a signature.
+  const signatures = job.signature ? import('./signature.js') : undefined;
+  signatures?.catch(() => undefined);
   let report;
   try {
     report = await scanArtifact(job.artifactPath, options);
@@ -19,11 +24,20 @@ export async function runScanJob(job: ScanJob, options: ScanOptions = {}): Promi
   }
   const integrity = evaluateIntegrity(report, job.pin, job.blockedDigests);
   let signature: StageResult;
-  if (job.signature) signature = verifySignatureOffline(job.signature.bundleJson, report.sha256, job.signature.policy);
+  if (job.signature) signature = (await signatures!).verifySignatureOffline(job.signature.bundleJson, report.sha256, job.signature.policy);
   else if (job.requireSignature) signature = failed(Stage.Signature, Reason.SignatureRequired, 'policy requires a signature and the model has none');
   else signature = notRequested(Stage.Signature, 'the model has no signature to verify');
   const facts: ScanOutcome['facts'] = { sha256: report.sha256, sizeBytes: report.sizeBytes, scanMs: Math.round(performance.now() - started) };
-  if (report.tensorMerkleRoot) facts.tensorMerkleRoot = report.tensorMerkleRoot;
   if (report.header.status === 'ok') facts.tensorCount = report.header.tensorCount;
   return { version: SCANNER_PROTOCOL_VERSION, stages: [integrity, signature, evaluateFormat(report), evaluateStaticScan(report)], facts };
+}
+
+export async function runTensorTreeJob(job: TensorTreeJob, options: TensorTreeOptions = {}): Promise<TensorTreeOutcome> {
+  try {
+    const tree = await computeTensorTree(job.artifactPath, options);
+    return { version: SCANNER_PROTOCOL_VERSION, status: 'ok', sizeBytes: tree.sizeBytes, tensorCount: tree.tensorCount, tensorMerkleRoot: tree.tensorMerkleRoot, treeMs: tree.durationMs };
+  } catch (e) {
+    if (!(e instanceof ArtifactChangedError)) throw e;
+    return { version: SCANNER_PROTOCOL_VERSION, status: 'changed', message: e.message.slice(0, 1000) };
+  }
 }

@@ -1,11 +1,16 @@
-// Entry point of the sandboxed scanner child: reads a job on stdin, makes the one pass over the
-// read-only artifact, verifies the signature over its digest, and prints the outcome of the
-// Integrity, Signature, Format and StaticScan stages as one JSON line. It holds no credentials
-// and has no network; anything unexpected exits non-zero, which the agent counts as a rejection.
-import { runScanJob } from './scan-job.js';
-import { MAX_JOB_BYTES, SCANNER_PROTOCOL_VERSION, type ScanJob } from './scanner-protocol.js';
+// Entry point of the sandboxed scanner child: reads a job on stdin and prints its outcome as one
+// JSON line. A verdict job makes the one pass over the read-only artifact, verifies the signature
+// over its digest, and reports the Integrity, Signature, Format and StaticScan stages; a
+// tensor-tree job computes the manifest's per-tensor hash tree. The child holds no credentials and
+// has no network; anything unexpected exits non-zero, which the agent counts as a rejection.
+import { startDigestThread } from './digest-thread.js';
+import { MAX_JOB_BYTES, SCANNER_PROTOCOL_VERSION, type ScannerJob } from './scanner-protocol.js';
 
-async function readJob(): Promise<ScanJob> {
+// Started before anything else loads: the SHA-256 thread of the one pass boots meanwhile.
+const digestThread = startDigestThread();
+const { runScanJob, runTensorTreeJob } = await import('./scan-job.js');
+
+async function readJob(): Promise<ScannerJob> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of process.stdin) {
@@ -13,14 +18,24 @@ async function readJob(): Promise<ScanJob> {
     if (total > MAX_JOB_BYTES) throw new Error('job too large');
     chunks.push(chunk as Buffer);
   }
-  const job = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ScanJob;
+  const job = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ScannerJob;
   if (job.version !== SCANNER_PROTOCOL_VERSION) throw new Error(`job version ${job.version} is not ${SCANNER_PROTOCOL_VERSION}`);
   return job;
 }
 
 async function main(): Promise<void> {
-  const outcome = await runScanJob(await readJob());
-  process.stdout.write(`${JSON.stringify(outcome)}\n`);
+  const job = await readJob();
+  let outcome: object;
+  if (job.kind === 'verdict') {
+    outcome = await runScanJob(job, { digestThread });
+  } else if (job.kind === 'tensor-tree') {
+    void digestThread.terminate();
+    outcome = await runTensorTreeJob(job);
+  } else {
+    throw new Error('unknown job kind');
+  }
+  // Exits once the line is out, without waiting for worker threads to wind down.
+  process.stdout.write(`${JSON.stringify(outcome)}\n`, () => process.exit(0));
 }
 
 main().catch((e: unknown) => {

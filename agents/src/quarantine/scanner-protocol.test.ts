@@ -1,9 +1,9 @@
-import { parseScanOutcome, SCANNER_STAGES } from './scanner-protocol.js';
+import { parseScanOutcome, parseTensorTreeOutcome, SCANNER_PROTOCOL_VERSION, SCANNER_STAGES } from './scanner-protocol.js';
 
 const valid = () => ({
-  version: 1,
+  version: SCANNER_PROTOCOL_VERSION,
   stages: SCANNER_STAGES.map((stage) => ({ stage, status: 'passed', reason: 'Passed', message: 'ok', details: { n: 1 } })),
-  facts: { sha256: 'a'.repeat(64), sizeBytes: 10, scanMs: 5, tensorMerkleRoot: 'b'.repeat(64), tensorCount: 2 },
+  facts: { sha256: 'a'.repeat(64), sizeBytes: 10, scanMs: 5, tensorCount: 2 },
 });
 
 it('accepts a well-formed outcome', () => {
@@ -12,7 +12,7 @@ it('accepts a well-formed outcome', () => {
 
 it.each([
   ['not JSON', () => 'not json'],
-  ['another version', () => JSON.stringify({ ...valid(), version: 2 })],
+  ['another version', () => JSON.stringify({ ...valid(), version: SCANNER_PROTOCOL_VERSION - 1 })],
   ['a missing stage', () => JSON.stringify({ ...valid(), stages: valid().stages.slice(1) })],
   ['stages out of order', () => JSON.stringify({ ...valid(), stages: [...valid().stages].reverse() })],
   ['an unknown reason', () => { const v = valid(); v.stages[0]!.reason = 'AllGood'; return JSON.stringify(v); }],
@@ -24,4 +24,25 @@ it.each([
   ['a huge message', () => { const v = valid(); v.stages[0]!.message = 'x'.repeat(5000); return JSON.stringify(v); }],
 ])('rejects %s', (_name, text) => {
   expect(parseScanOutcome(text())).toBeUndefined();
+});
+
+const tree = () => ({ version: SCANNER_PROTOCOL_VERSION, status: 'ok', sizeBytes: 10, tensorCount: 2, tensorMerkleRoot: 'b'.repeat(64), treeMs: 3 });
+
+it('accepts a well-formed tensor tree outcome, and a changed file', () => {
+  expect(parseTensorTreeOutcome(JSON.stringify(tree()))).toEqual(tree());
+  const changed = { version: SCANNER_PROTOCOL_VERSION, status: 'changed', message: 'the file changed' };
+  expect(parseTensorTreeOutcome(JSON.stringify(changed))).toEqual(changed);
+});
+
+it.each([
+  ['not JSON', () => '{'],
+  ['another version', () => JSON.stringify({ ...tree(), version: SCANNER_PROTOCOL_VERSION - 1 })],
+  ['an unknown status', () => JSON.stringify({ ...tree(), status: 'maybe' })],
+  ['a bad root', () => JSON.stringify({ ...tree(), tensorMerkleRoot: 'g'.repeat(64) })],
+  ['a fractional count', () => JSON.stringify({ ...tree(), tensorCount: 1.5 })],
+  ['an extra field', () => JSON.stringify({ ...tree(), note: 'x' })],
+  ['a missing field', () => JSON.stringify({ ...tree(), treeMs: undefined })],
+  ['a huge message', () => JSON.stringify({ version: SCANNER_PROTOCOL_VERSION, status: 'changed', message: 'x'.repeat(5000) })],
+])('rejects a tree outcome with %s', (_name, text) => {
+  expect(parseTensorTreeOutcome(text())).toBeUndefined();
 });

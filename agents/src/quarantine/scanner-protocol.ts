@@ -5,12 +5,13 @@ import type { SignaturePolicy } from './signature.js';
 import { SHA256_HEX, type BlockedDigest, type Pin } from './stage-checks.js';
 import { Reason, Stage, type StageName, type StageResult } from './verdict.js';
 
-export const SCANNER_PROTOCOL_VERSION = 1;
+export const SCANNER_PROTOCOL_VERSION = 2;
 export const MAX_JOB_BYTES = 16 * 1024 * 1024;
 export const MAX_OUTCOME_BYTES = 1024 * 1024;
 /** Where the artifact is mounted read-only inside the sandbox. */
 export const SANDBOX_ARTIFACT_PATH = '/quarantine/artifact';
 
+/** The verdict job: the one pass and the Integrity, Signature, Format and StaticScan stages. */
 export interface ScanJob {
   version: number;
   artifactPath: string;
@@ -20,11 +21,19 @@ export interface ScanJob {
   signature?: { bundleJson: string; policy: SignaturePolicy };
 }
 
+/** The manifest job, for an artifact that passed every check: its per-tensor hash tree. */
+export interface TensorTreeJob {
+  version: number;
+  artifactPath: string;
+}
+
+/** What goes to the scanner on stdin: a job and which kind it is. */
+export type ScannerJob = ({ kind: 'verdict' } & ScanJob) | ({ kind: 'tensor-tree' } & TensorTreeJob);
+
 /** Facts the manifest records. */
 export interface ScanFacts {
   sha256: string;
   sizeBytes: number;
-  tensorMerkleRoot?: string;
   tensorCount?: number;
   scanMs: number;
 }
@@ -35,6 +44,11 @@ export interface ScanOutcome {
   stages: StageResult[];
   facts: ScanFacts;
 }
+
+export type TensorTreeOutcome =
+  | { version: number; status: 'ok'; sizeBytes: number; tensorCount: number; tensorMerkleRoot: string; treeMs: number }
+  /** The file no longer is what the verdict pass read: it changed, or its header or layout no longer holds. */
+  | { version: number; status: 'changed'; message: string };
 
 export const SCANNER_STAGES: readonly StageName[] = [Stage.Integrity, Stage.Signature, Stage.Format, Stage.StaticScan];
 const REASONS = new Set<string>(Object.values(Reason));
@@ -77,11 +91,31 @@ export function parseScanOutcome(text: string): ScanOutcome | undefined {
   const f = v.facts;
   if (typeof f.sha256 !== 'string' || !SHA256_HEX.test(f.sha256)) return undefined;
   if (!Number.isSafeInteger(f.sizeBytes) || (f.sizeBytes as number) < 0) return undefined;
-  if (f.tensorMerkleRoot !== undefined && (typeof f.tensorMerkleRoot !== 'string' || !SHA256_HEX.test(f.tensorMerkleRoot))) return undefined;
   if (f.tensorCount !== undefined && !Number.isSafeInteger(f.tensorCount)) return undefined;
   if (typeof f.scanMs !== 'number' || !Number.isFinite(f.scanMs)) return undefined;
   const facts: ScanFacts = { sha256: f.sha256, sizeBytes: f.sizeBytes as number, scanMs: f.scanMs };
-  if (f.tensorMerkleRoot !== undefined) facts.tensorMerkleRoot = f.tensorMerkleRoot as string;
   if (f.tensorCount !== undefined) facts.tensorCount = f.tensorCount as number;
   return { version: SCANNER_PROTOCOL_VERSION, stages: v.stages as StageResult[], facts };
+}
+
+/** The tree outcome if `text` is exactly a valid one, else undefined. */
+export function parseTensorTreeOutcome(text: string): TensorTreeOutcome | undefined {
+  if (text.length > MAX_OUTCOME_BYTES) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(v) || v.version !== SCANNER_PROTOCOL_VERSION) return undefined;
+  if (v.status === 'changed') {
+    if (Object.keys(v).length !== 3 || typeof v.message !== 'string' || v.message.length > MAX_MESSAGE) return undefined;
+    return { version: SCANNER_PROTOCOL_VERSION, status: 'changed', message: v.message };
+  }
+  if (v.status !== 'ok' || Object.keys(v).length !== 6) return undefined;
+  if (!Number.isSafeInteger(v.sizeBytes) || (v.sizeBytes as number) < 0) return undefined;
+  if (!Number.isSafeInteger(v.tensorCount) || (v.tensorCount as number) < 0) return undefined;
+  if (typeof v.tensorMerkleRoot !== 'string' || !SHA256_HEX.test(v.tensorMerkleRoot)) return undefined;
+  if (typeof v.treeMs !== 'number' || !Number.isFinite(v.treeMs)) return undefined;
+  return { version: SCANNER_PROTOCOL_VERSION, status: 'ok', sizeBytes: v.sizeBytes as number, tensorCount: v.tensorCount as number, tensorMerkleRoot: v.tensorMerkleRoot, treeMs: v.treeMs };
 }

@@ -12,6 +12,7 @@ import { runCommand } from '../exec.js';
 import { DEFAULT_QUARANTINE_POLICY, type ScannerPolicy } from './policy.js';
 import { createScannerSandbox, sandboxCommand } from './scanner-sandbox.js';
 import { SCANNER_PROTOCOL_VERSION, type ScanJob } from './scanner-protocol.js';
+import { computeTensorTree } from './tensor-tree.js';
 import { Reason } from './verdict.js';
 
 const PROJECT = resolve(import.meta.dirname, '../../..');
@@ -42,6 +43,14 @@ it('runs the scanner and returns its verdicts on the model', async () => {
   expect(stage).toMatchObject({ stage: 'Sandbox', status: 'passed' });
   expect(outcome?.stages.map((s) => s.status)).toEqual(['passed', 'skipped', 'passed', 'passed']);
   expect(outcome?.facts.sha256).toBe(sha256);
+}, 30_000);
+
+it('runs the tensor-tree job and returns the tree the scanner code computes in-process', async () => {
+  const sandbox = createScannerSandbox({ exec: runCommand, policy: DEFAULT_QUARANTINE_POLICY.scanner });
+  const { sandbox: stage, outcome } = await sandbox.tensorTree(artifact, statSync(artifact).size);
+  expect(stage).toMatchObject({ stage: 'Sandbox', status: 'passed' });
+  const local = await computeTensorTree(artifact);
+  expect(outcome).toMatchObject({ status: 'ok', sizeBytes: local.sizeBytes, tensorCount: local.tensorCount, tensorMerkleRoot: local.tensorMerkleRoot });
 }, 30_000);
 
 it('gives the child no network, no credentials, no capabilities, a read-only artifact and project', async () => {

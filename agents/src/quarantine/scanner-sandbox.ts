@@ -1,22 +1,25 @@
 // Runs the scanner child (scanner-main.ts) under bubblewrap, as SecAI OS runs its quarantine
 // scanner: new user, pid, net, ipc, uts and mount namespaces (so no network at all), all
 // capabilities dropped, an empty environment, no nested user namespaces, nobody inside, the
-// system and the scanner's code read-only, the artifact bound read-only at a fixed path, a private /tmp,
+// system and the scanner's code (as plain JavaScript, scanner-code.ts) read-only, the artifact
+// bound read-only at a fixed path, a private /tmp,
 // resource limits set by prlimit before bwrap starts, and a wall-clock timeout. The job goes in on
 // stdin, the outcome comes back on stdout; a crash, a kill or a timeout is a rejection with a
 // reason code, never an exception of the agent.
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Exec } from '../exec.js';
 import type { ScannerPolicy } from './policy.js';
-import { MAX_OUTCOME_BYTES, parseScanOutcome, SANDBOX_ARTIFACT_PATH, type ScanJob, type ScanOutcome } from './scanner-protocol.js';
+import { scannerCode } from './scanner-code.js';
+import { MAX_OUTCOME_BYTES, parseScanOutcome, parseTensorTreeOutcome, SANDBOX_ARTIFACT_PATH, SCANNER_PROTOCOL_VERSION, type ScanJob, type ScannerJob, type ScanOutcome, type TensorTreeOutcome } from './scanner-protocol.js';
 import { failed, passed, Reason, Stage, type StageResult } from './verdict.js';
 
 export interface ScannerSandbox {
-  /** Scans `artifactPath` (a host path) with `job` (whose artifactPath is replaced). */
+  /** The verdict job: scans `artifactPath` (a host path) with `job` (whose artifactPath is replaced). */
   scan(artifactPath: string, job: ScanJob, sizeBytes: number): Promise<{ sandbox: StageResult; outcome?: ScanOutcome }>;
+  /** The tensor-tree job over `artifactPath`, for an artifact that passed every check. */
+  tensorTree(artifactPath: string, sizeBytes: number): Promise<{ sandbox: StageResult; outcome?: TensorTreeOutcome }>;
 }
 
 export interface ScannerSandboxOptions {
@@ -50,7 +53,8 @@ function systemMounts(): string[] {
 }
 
 /** The bwrap and prlimit command line; pure, so a test can read it. */
-export const SCANNER_ENTRY = 'agents/src/quarantine/scanner-main.ts';
+export const SCANNER_CODE = 'agents/src/quarantine';
+export const SCANNER_ENTRY = `${SCANNER_CODE}/scanner-main.ts`;
 
 export function sandboxCommand(options: {
   projectRoot: string;
@@ -60,18 +64,22 @@ export function sandboxCommand(options: {
   limits: { addressSpaceBytes: number; dataBytes: number; fileSizeBytes: number; cpuSeconds: number };
   entry?: string;
   entryArgs?: string[];
+  /** The scanner's code with types stripped (scanner-code.ts), bound where its sources are. */
+  codeDir?: string;
 }): { command: string; args: string[] } {
   const { projectRoot, nodeBinary, artifactPath, limits } = options;
-  const tsx = createRequire(resolve(projectRoot, 'package.json')).resolve('tsx');
-  const entry = resolve(projectRoot, options.entry ?? SCANNER_ENTRY);
-  const mounts = systemMounts();
+  const code = resolve(projectRoot, SCANNER_CODE);
   const under = (p: string, root: string) => p === root || p.startsWith(`${root}/`);
+  let entry = resolve(projectRoot, options.entry ?? SCANNER_ENTRY);
+  if (options.codeDir && under(entry, code)) entry = entry.replace(/\.ts$/, '.js');
+  const mounts = systemMounts();
   if (!under(nodeBinary, '/usr') && !under(nodeBinary, resolve(projectRoot, 'node_modules'))) mounts.push('--ro-bind', nodeBinary, nodeBinary);
   // Only what the scanner loads: the project may hold lab kubeconfigs and test PKI, and a
-  // compromised scanner could copy them into the verdict message it prints.
-  const code = resolve(projectRoot, 'agents/src/quarantine');
-  const project = ['node_modules', 'package.json', 'tsconfig.json'].map((p) => resolve(projectRoot, p)).filter((p) => existsSync(p));
-  for (const p of [...project, code]) mounts.push('--ro-bind', p, p);
+  // compromised scanner could copy them into the verdict message it prints. package.json makes
+  // the code ES modules; node_modules holds the sigstore libraries.
+  for (const p of ['node_modules', 'package.json'].map((p) => resolve(projectRoot, p)).filter((p) => existsSync(p))) mounts.push('--ro-bind', p, p);
+  mounts.push('--ro-bind', options.codeDir ?? code, code);
+  // An entry outside the scanner's code (a test probe) runs on Node's own type stripping.
   if (!under(entry, code)) mounts.push('--ro-bind', entry, entry);
   const bwrap = [
     options.bwrap,
@@ -99,7 +107,7 @@ export function sandboxCommand(options: {
     // regions per memory, which the address-space limit would refuse.
     '--disable-wasm-trap-handler',
     '--max-old-space-size=512',
-    '--import', tsx,
+    '--disable-warning=ExperimentalWarning',
     entry,
     ...(options.entryArgs ?? []),
   ];
@@ -122,44 +130,66 @@ export function createScannerSandbox(options: ScannerSandboxOptions): ScannerSan
   const projectRoot = options.projectRoot ?? DEFAULT_PROJECT_ROOT;
   const nodeBinary = options.nodeBinary ?? realpathSync(process.execPath);
   const { policy } = options;
+
+  /** Runs one job in a fresh sandbox: its stdout, or the Sandbox failure that stopped it. */
+  async function run(artifactPath: string, job: ScannerJob, sizeBytes: number): Promise<{ stdout: string; timeoutMs: number } | { failure: StageResult }> {
+    const gib = Math.max(1, Math.ceil(sizeBytes / GIB));
+    let codeDir: string | undefined;
+    if (!options.entry) {
+      try {
+        codeDir = await scannerCode(resolve(projectRoot, SCANNER_CODE), basename(SCANNER_ENTRY, '.ts'));
+      } catch (e) {
+        return { failure: failed(Stage.Sandbox, Reason.SandboxUnavailable, `cannot prepare the scanner's code: ${(e as Error).message.slice(0, 200)}`) };
+      }
+    }
+    const { command, args } = sandboxCommand({
+      ...(codeDir ? { codeDir } : {}),
+      projectRoot,
+      nodeBinary,
+      bwrap: options.bwrap ?? 'bwrap',
+      artifactPath,
+      limits: { addressSpaceBytes: policy.addressSpaceBytes, dataBytes: policy.dataBytes, fileSizeBytes: policy.fileSizeBytes, cpuSeconds: policy.cpuSeconds + policy.cpuSecondsPerGiB * gib },
+      ...(options.entry ? { entry: options.entry } : {}),
+      ...(options.entryArgs ? { entryArgs: options.entryArgs } : {}),
+    });
+    const finalCommand = options.prlimit ?? command;
+    const timeoutMs = policy.timeoutMs + policy.timeoutMsPerGiB * gib;
+    let result;
+    try {
+      result = await options.exec(finalCommand, args, {
+        input: JSON.stringify({ ...job, artifactPath: SANDBOX_ARTIFACT_PATH }),
+        timeoutMs,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+        maxOutputBytes: MAX_OUTCOME_BYTES + 1,
+      });
+    } catch (e) {
+      return { failure: failed(Stage.Sandbox, Reason.SandboxUnavailable, `cannot start the scanner sandbox: ${(e as Error).message}`) };
+    }
+    if (result.timedOut) return { failure: failed(Stage.Sandbox, Reason.ScannerTimedOut, `the scanner did not finish within ${timeoutMs} ms`, { timeoutMs }) };
+    if (result.signal) return { failure: failed(Stage.Sandbox, Reason.ScannerKilled, `the scanner was killed by ${result.signal} (a resource limit or a crash)`, { signal: result.signal }) };
+    // bwrap reports its own setup failures with exit status 1 before the scanner runs.
+    if (result.code !== 0) {
+      const crashed = result.code !== null && result.code > 128;
+      return { failure: failed(Stage.Sandbox, crashed ? Reason.ScannerKilled : Reason.ScannerCrashed, `the scanner exited with status ${result.code}`, { exitCode: result.code }) };
+    }
+    return { stdout: result.stdout.trim(), timeoutMs };
+  }
+
+  const invalid = () => failed(Stage.Sandbox, Reason.ScannerOutputInvalid, 'the scanner printed no valid outcome');
   return {
     async scan(artifactPath, job, sizeBytes) {
-      const gib = Math.max(1, Math.ceil(sizeBytes / GIB));
-      const { command, args } = sandboxCommand({
-        projectRoot,
-        nodeBinary,
-        bwrap: options.bwrap ?? 'bwrap',
-        artifactPath,
-        limits: { addressSpaceBytes: policy.addressSpaceBytes, dataBytes: policy.dataBytes, fileSizeBytes: policy.fileSizeBytes, cpuSeconds: policy.cpuSeconds + policy.cpuSecondsPerGiB * gib },
-        ...(options.entry ? { entry: options.entry } : {}),
-        ...(options.entryArgs ? { entryArgs: options.entryArgs } : {}),
-      });
-      const finalCommand = options.prlimit ?? command;
-      const timeoutMs = policy.timeoutMs + policy.timeoutMsPerGiB * gib;
-      let result;
-      try {
-        result = await options.exec(finalCommand, args, {
-          input: JSON.stringify({ ...job, artifactPath: SANDBOX_ARTIFACT_PATH }),
-          timeoutMs,
-          env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-          maxOutputBytes: MAX_OUTCOME_BYTES + 1,
-        });
-      } catch (e) {
-        return { sandbox: failed(Stage.Sandbox, Reason.SandboxUnavailable, `cannot start the scanner sandbox: ${(e as Error).message}`) };
-      }
-      const limits = { timeoutMs, exitCode: result.code, signal: result.signal };
-      if (result.timedOut) return { sandbox: failed(Stage.Sandbox, Reason.ScannerTimedOut, `the scanner did not finish within ${timeoutMs} ms`, { timeoutMs }) };
-      if (result.signal) return { sandbox: failed(Stage.Sandbox, Reason.ScannerKilled, `the scanner was killed by ${result.signal} (a resource limit or a crash)`, { signal: result.signal }) };
-      // bwrap reports its own setup failures with exit status 1 before the scanner runs.
-      if (result.code !== 0) {
-        const crashed = result.code !== null && result.code > 128;
-        return {
-          sandbox: failed(Stage.Sandbox, crashed ? Reason.ScannerKilled : Reason.ScannerCrashed, `the scanner exited with status ${result.code}`, { exitCode: result.code }),
-        };
-      }
-      const outcome = parseScanOutcome(result.stdout.trim());
-      if (!outcome) return { sandbox: failed(Stage.Sandbox, Reason.ScannerOutputInvalid, 'the scanner printed no valid outcome') };
-      return { sandbox: passed(Stage.Sandbox, `scanned in the sandbox in ${outcome.facts.scanMs} ms`, { scanMs: outcome.facts.scanMs, timeoutMs: limits.timeoutMs }), outcome };
+      const ran = await run(artifactPath, { ...job, kind: 'verdict' }, sizeBytes);
+      if ('failure' in ran) return { sandbox: ran.failure };
+      const outcome = parseScanOutcome(ran.stdout);
+      if (!outcome) return { sandbox: invalid() };
+      return { sandbox: passed(Stage.Sandbox, `scanned in the sandbox in ${outcome.facts.scanMs} ms`, { scanMs: outcome.facts.scanMs, timeoutMs: ran.timeoutMs }), outcome };
+    },
+    async tensorTree(artifactPath, sizeBytes) {
+      const ran = await run(artifactPath, { kind: 'tensor-tree', version: SCANNER_PROTOCOL_VERSION, artifactPath: SANDBOX_ARTIFACT_PATH }, sizeBytes);
+      if ('failure' in ran) return { sandbox: ran.failure };
+      const outcome = parseTensorTreeOutcome(ran.stdout);
+      if (!outcome) return { sandbox: invalid() };
+      return { sandbox: passed(Stage.Sandbox, 'tensor hash tree computed in the sandbox', { timeoutMs: ran.timeoutMs }), outcome };
     },
   };
 }

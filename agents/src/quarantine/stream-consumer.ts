@@ -1,91 +1,185 @@
-// The half of the one pass that runs beside the whole-file SHA-256: byte-pattern rules over every
-// byte and a SHA-256 per tensor. It runs in a worker thread for large files, so the two SHA-256
-// streams use both cores, and in the calling thread for small ones.
-import type { WasmMemory } from './wasm.js';
-import { createHash, type Hash } from 'node:crypto';
+// Everything the one pass checks besides the whole-file SHA-256, fed the same chunks in file order:
+// pickle prefixes, the GGUF header and tensor layout, chat templates, zero padding, weight
+// statistics, entropy samples and the byte-pattern rules over every byte. It runs on the reader's
+// thread while the SHA-256 stream has a thread of its own (one-pass-scan.ts).
 import { StreamingPatternMatcher, type PatternMatch } from './byte-patterns.js';
+import { findChatTemplateInjection, isChatTemplateKey, type ChatTemplateFinding } from './chat-template.js';
+import { EntropySampler, entropySampleRanges, type EntropySample } from './entropy.js';
+import { checkTensorLayout, metadataStrings, parseGgufHeader, type GgufLimits, type GgufParse, type LayoutProblem } from './gguf-parser.js';
+import type { ReasonCode } from './verdict.js';
+import type { WasmMemory } from './wasm.js';
+import { planWeightStats, WeightStatsSampler, type WeightStats } from './weight-stats.js';
 
-export interface TensorRange {
-  name: string;
-  /** File offset of the first data byte. */
-  start: number;
-  length: number;
+/** Pickle opcodes a polyglot file starts with (SecAI OS format_gate): PROTO 2-5 and GLOBAL of os, posix, sys, builtins. */
+const PICKLE_PREFIXES: readonly { name: string; bytes: Buffer }[] = [
+  ...[2, 3, 4, 5].map((v) => ({ name: `pickle protocol ${v}`, bytes: Buffer.from([0x80, v]) })),
+  ...['os', 'posix', 'sys', 'builtins'].map((m) => ({ name: `pickle GLOBAL ${m}`, bytes: Buffer.from(`c${m}\n`, 'latin1') })),
+];
+
+export function detectPickle(start: Uint8Array): string | undefined {
+  const head = Buffer.from(start.buffer, start.byteOffset, Math.min(32, start.byteLength));
+  return PICKLE_PREFIXES.find((p) => head.subarray(0, p.bytes.length).equals(p.bytes))?.name;
 }
 
-/** SHA-256 of each tensor's bytes, from chunks in file order. Ranges must not overlap. */
-export class TensorHasher {
-  private readonly ranges: TensorRange[];
-  private readonly digests: Uint8Array[];
-  private current = 0;
-  private hash: Hash | undefined;
+export type HeaderSummary =
+  | { status: 'ok'; version: number; alignment: number; headerBytes: number; dataOffset: number; keyCount: number; tensorCount: number }
+  | { status: 'invalid'; reason: ReasonCode; message: string; offset: number };
 
-  constructor(ranges: readonly TensorRange[]) {
-    this.ranges = [...ranges].sort((a, b) => a.start - b.start);
-    this.digests = new Array<Uint8Array>(this.ranges.length);
+/** What the one pass found besides the digest. */
+export interface StreamFindings {
+  pickle?: string;
+  header: HeaderSummary;
+  layout?: LayoutProblem;
+  /** File offset of the first non-zero padding byte. */
+  paddingNotZeroAt?: number;
+  chatTemplate?: ChatTemplateFinding;
+  patterns: PatternMatch[];
+  entropy: EntropySample[];
+  weights: WeightStats[];
+}
+
+/** Byte ranges that must be zero: alignment padding before the data section and after each tensor. */
+class ZeroRegions {
+  firstNonZero: number | undefined;
+  private index = 0;
+  private readonly regions: readonly { start: number; end: number }[];
+
+  constructor(regions: readonly { start: number; end: number }[]) {
+    this.regions = regions;
   }
 
   push(chunk: Uint8Array, filePosition: number): void {
     const chunkEnd = filePosition + chunk.length;
-    while (this.current < this.ranges.length) {
-      const range = this.ranges[this.current]!;
-      const end = range.start + range.length;
-      if (range.start >= chunkEnd) return;
-      const from = Math.max(range.start, filePosition);
-      const to = Math.min(end, chunkEnd);
-      this.hash ??= createHash('sha256');
-      if (to > from) this.hash.update(chunk.subarray(from - filePosition, to - filePosition));
-      if (end > chunkEnd) return;
-      this.digests[this.current] = this.hash.digest();
-      this.hash = undefined;
-      this.current++;
+    while (this.index < this.regions.length && this.firstNonZero === undefined) {
+      const r = this.regions[this.index]!;
+      if (r.start >= chunkEnd) return;
+      const to = Math.min(r.end, chunkEnd);
+      for (let p = Math.max(r.start, filePosition); p < to; p++) {
+        if (chunk[p - filePosition] !== 0) {
+          this.firstNonZero = p;
+          return;
+        }
+      }
+      if (r.end > chunkEnd) return;
+      this.index++;
     }
-  }
-
-  /** Digests in file order; undefined for tensors the stream never finished. */
-  result(): { name: string; sha256: Uint8Array | undefined }[] {
-    return this.ranges.map((r, i) => ({ name: r.name, sha256: this.digests[i] }));
   }
 }
 
-const CACHE_PIECE_BYTES = 256 * 1024;
+function alignUp(n: number, alignment: number): number {
+  return Math.ceil(n / alignment) * alignment;
+}
 
-export interface StreamResult {
-  matches: PatternMatch[];
-  /** Tensor names in file order with their digests (32 bytes each, concatenated); empty when a digest is missing. */
-  tensorNames: string[];
-  tensorDigests: Uint8Array;
+function summarize(parse: GgufParse): HeaderSummary {
+  if (parse.status === 'ok') {
+    const h = parse.header;
+    return { status: 'ok', version: h.version, alignment: h.alignment, headerBytes: h.headerBytes, dataOffset: h.dataOffset, keyCount: h.metadata.length, tensorCount: h.tensors.length };
+  }
+  if (parse.status === 'invalid') return parse;
+  throw new Error('header parse did not finish');
+}
+
+export interface StreamConsumerOptions {
+  size: number;
+  limits: GgufLimits;
+  /** The largest chunk push() is given: the header buffer grows in steps of it. */
+  chunkBytes: number;
 }
 
 export class StreamConsumer {
-  private readonly patterns: StreamingPatternMatcher;
-  private tensors: TensorHasher | undefined;
   private readonly heap: Uint8Array;
+  private readonly patterns: StreamingPatternMatcher;
+  private readonly entropy: EntropySampler;
+  private readonly options: StreamConsumerOptions;
+  private pickle: string | undefined;
+  private parse: GgufParse = { status: 'incomplete', needBytes: 0 };
+  private layout: LayoutProblem | undefined;
+  private chatTemplate: ChatTemplateFinding | undefined;
+  private zeros: ZeroRegions | undefined;
+  private stats: WeightStatsSampler | undefined;
+  /** Bytes from the start of the file until the header has parsed, then replayed to the layout checks. */
+  private collected: Uint8Array;
+  private collectedLength = 0;
+  private nextParseAt = 0;
 
-  constructor(memory: WasmMemory, shared: boolean, scratch: { offset: number; bytes: number }) {
-    this.patterns = new StreamingPatternMatcher(memory, shared, scratch);
+  /** `memory` holds the chunks; `scratch` is a range of it reserved for the pattern prefilter. */
+  constructor(memory: WasmMemory, shared: boolean, scratch: { offset: number; bytes: number }, options: StreamConsumerOptions) {
     this.heap = new Uint8Array(memory.buffer);
+    this.patterns = new StreamingPatternMatcher(memory, shared, scratch);
+    this.entropy = new EntropySampler(entropySampleRanges(options.size));
+    this.options = options;
+    this.collected = new Uint8Array(Math.min(options.size, options.chunkBytes));
   }
 
-  /** Must come before the first chunk that holds tensor data. */
-  setLayout(ranges: readonly TensorRange[]): void {
-    this.tensors = new TensorHasher(ranges);
-  }
-
+  /** heap[offset, offset + length) holds the file bytes at filePosition; chunks come in file order. */
   push(offset: number, length: number, filePosition: number): void {
-    // Both passes over a piece while it is still in the core's cache.
-    for (let at = 0; at < length; at += CACHE_PIECE_BYTES) {
-      const piece = Math.min(CACHE_PIECE_BYTES, length - at);
-      this.tensors?.push(this.heap.subarray(offset + at, offset + at + piece), filePosition + at);
-      this.patterns.push(offset + at, piece, filePosition + at);
+    const view = this.heap.subarray(offset, offset + length);
+    if (filePosition === 0) this.pickle = detectPickle(view);
+    this.entropy.push(view, filePosition);
+    if (this.parse.status === 'incomplete') {
+      this.collect(view, filePosition + length >= this.options.size);
+    } else {
+      this.zeros?.push(view, filePosition);
+      this.stats?.push(view, filePosition);
     }
+    this.patterns.push(offset, length, filePosition);
   }
 
-  finish(): StreamResult {
-    const matches = this.patterns.finish();
-    const tensors = this.tensors?.result() ?? [];
-    const complete = tensors.length > 0 && tensors.every((t) => t.sha256 !== undefined);
-    const tensorDigests = new Uint8Array(complete ? tensors.length * 32 : 0);
-    if (complete) tensors.forEach((t, i) => tensorDigests.set(t.sha256!, i * 32));
-    return { matches, tensorNames: complete ? tensors.map((t) => t.name) : [], tensorDigests };
+  finish(): StreamFindings {
+    if (this.parse.status === 'incomplete') this.collect(new Uint8Array(0), true);
+    const findings: StreamFindings = {
+      header: summarize(this.parse),
+      patterns: this.patterns.finish(),
+      entropy: this.entropy.samples(),
+      weights: this.stats?.results() ?? [],
+    };
+    if (this.pickle) findings.pickle = this.pickle;
+    if (this.layout) findings.layout = this.layout;
+    if (this.zeros?.firstNonZero !== undefined) findings.paddingNotZeroAt = this.zeros.firstNonZero;
+    if (this.chatTemplate) findings.chatTemplate = this.chatTemplate;
+    return findings;
+  }
+
+  private collect(view: Uint8Array, atEnd: boolean): void {
+    const { size, limits, chunkBytes } = this.options;
+    if (this.collectedLength + view.length > this.collected.length) {
+      // The parser never asks for more than maxHeaderBytes, so neither does this buffer.
+      const grown = new Uint8Array(Math.min(size, limits.maxHeaderBytes + chunkBytes, Math.max(this.collected.length * 2, this.collectedLength + view.length)));
+      grown.set(this.collected.subarray(0, this.collectedLength));
+      this.collected = grown;
+    }
+    this.collected.set(view, this.collectedLength);
+    this.collectedLength += view.length;
+    if (this.collectedLength < this.nextParseAt && !atEnd) return;
+    this.parse = parseGgufHeader(this.collected.subarray(0, this.collectedLength), size, limits);
+    if (this.parse.status === 'incomplete') {
+      // Re-parsing from the start is cheap; growing the target by half bounds the attempts.
+      this.nextParseAt = Math.max(this.parse.needBytes, Math.ceil(this.collectedLength * 1.5));
+      return;
+    }
+    this.settleLayout();
+  }
+
+  private settleLayout(): void {
+    const bytes = this.collected.subarray(0, this.collectedLength);
+    if (this.parse.status === 'ok') {
+      const h = this.parse.header;
+      const size = this.options.size;
+      const templates = h.metadata.filter((kv) => isChatTemplateKey(kv.key)).flatMap((kv) => metadataStrings(bytes, kv).map((text) => ({ key: kv.key, text })));
+      this.chatTemplate = findChatTemplateInjection(templates);
+      this.layout = checkTensorLayout(h, size);
+      if (!this.layout) {
+        const padding = [{ start: h.headerBytes, end: h.dataOffset }];
+        for (const t of h.tensors) {
+          const end = h.dataOffset + t.offset + t.byteSize;
+          padding.push({ start: end, end: Math.min(size, alignUp(end - h.dataOffset, h.alignment) + h.dataOffset) });
+        }
+        this.zeros = new ZeroRegions(padding.filter((r) => r.end > r.start));
+        this.stats = new WeightStatsSampler(planWeightStats(h));
+        this.zeros.push(bytes, 0);
+        this.stats.push(bytes, 0);
+      }
+    }
+    this.collected = new Uint8Array(0);
   }
 }

@@ -209,4 +209,17 @@ export class TrustedStore {
   async discardStaged(path: string): Promise<void> {
     await rm(path, { force: true });
   }
+
+  /**
+   * Deletes a trusted artifact the node no longer needs (its Model was deleted). Unlike contain(),
+   * it leaves no record: the same digest may be quarantined and trusted again later.
+   */
+  async remove(sha256: string): Promise<{ removed: boolean }> {
+    const existed = await exists(this.artifactPath(sha256));
+    // The manifest goes first: without it the artifact is no longer trusted.
+    await rm(this.manifestPath(sha256), { force: true });
+    await rm(this.artifactPath(sha256), { force: true });
+    await syncDirectory(this.trustedDir);
+    return { removed: existed };
+  }
 }

@@ -171,8 +171,10 @@ export class WeightStatsSampler {
   private readonly run: number[];
   private readonly item: number[];
   private readonly moments: Moments[];
+  private readonly targets: readonly WeightStatsTarget[];
 
-  constructor(private readonly targets: readonly WeightStatsTarget[]) {
+  constructor(targets: readonly WeightStatsTarget[]) {
+    this.targets = targets;
     this.run = targets.map(() => 0);
     this.item = targets.map(() => 0);
     this.moments = targets.map(() => new Moments());

@@ -1,5 +1,6 @@
 // The audit duty: reports the latest signed tree head of the node's audit log and answers the
-// operator's requests for a fresh head and for consistency proofs.
+// operator's requests for a fresh head and for consistency proofs. The log outlives the duties
+// (every duty records into it while stopping); its owner closes it last.
 import type { Command, CommandResult, Report } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { AuditLog } from '../../audit/audit-log.js';
 import type { Duty } from '../node-agent.js';
@@ -28,9 +29,5 @@ export class AuditDuty implements Duty {
       return { id: command.id, error: '', body: { $case: 'consistencyProof', value: await this.log.proveConsistency(body.value.fromSize) } };
     }
     return undefined;
-  }
-
-  async stop(): Promise<void> {
-    await this.log.close();
   }
 }

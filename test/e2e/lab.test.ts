@@ -1,0 +1,205 @@
+// The lab end to end: `lab up` brings a fleet of two nodes to convergence on this machine; from
+// inside a node's namespace the allowed upstream connects, the blocked ones do not, and the model
+// answers through the OpenAI-compatible API; Prometheus answers the fleet-audit questions; no metric
+// carries a prompt, a response, a token or a key; revocation stops serving; `lab down` leaves
+// nothing behind.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resourcePath } from '../../api/crd/paths.js';
+import type { SecAINode } from '../../api/gen/crd-types.js';
+import { REPO_ROOT } from '../../hack/control-plane/control-plane.js';
+import { labDown, labUp } from '../../hack/lab/lab.js';
+import { LAB_MODEL } from '../../hack/lab/lab-samples.js';
+import type { LabTopology } from '../../hack/lab/supervisor.js';
+import { CONTENT_TYPE, KubeClient } from '../../operator/src/runtime/kube-client.js';
+
+const NODES = 2;
+let dir: string;
+let topology: LabTopology;
+let kube: KubeClient;
+
+/** Runs a shell command inside a node's namespace; returns its exit status and output. */
+function inNamespace(namespace: string, script: string, timeoutMs = 20_000): { status: number; output: string } {
+  try {
+    const output = execFileSync('ip', ['netns', 'exec', namespace, 'bash', '-c', script], { encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] });
+    return { status: 0, output };
+  } catch (err) {
+    const e = err as { status?: number; stdout?: string; stderr?: string };
+    return { status: e.status ?? 1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+/** The OpenAI client, run inside a node's namespace (the endpoint is that namespace's loopback). */
+function chat(namespace: string, url: string, tokenFile: string, prompt: string): { status: number; output: string } {
+  const script = [
+    `cd ${REPO_ROOT}`,
+    `${process.execPath} --import tsx ${join(REPO_ROOT, 'test', 'e2e', 'chat-client.ts')} ${url} ${tokenFile} ${LAB_MODEL} ${JSON.stringify(prompt)}`,
+  ].join(' && ');
+  return inNamespace(namespace, script, 60_000);
+}
+
+async function promQuery(query: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
+  const res = await fetch(`${topology.prometheus.url}/api/v1/query?query=${encodeURIComponent(query)}`);
+  const body = (await res.json()) as { status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+  if (body.status !== 'success') throw new Error(`query ${query} failed`);
+  return body.data.result;
+}
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'secai-lab-e2e-'));
+  ({ topology } = await labUp(dir, NODES));
+  kube = await KubeClient.fromKubeconfigFile(topology.kubeconfig);
+}, 600_000);
+
+afterAll(async () => {
+  kube?.close();
+  await labDown(dir);
+  rmSync(dir, { recursive: true, force: true });
+}, 180_000);
+
+it('writes a topology that people and scripts can probe', () => {
+  expect(topology.kubeconfig).toBe(join(dir, 'kubeconfig'));
+  expect(topology.operator.metrics).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+  expect(topology.upstream.allowed.length).toBeGreaterThan(0);
+  expect(topology.upstream.blocked.length).toBeGreaterThan(0);
+  expect(topology.nodes).toHaveLength(NODES);
+  for (const node of topology.nodes) {
+    expect(existsSync(node.stateDir)).toBe(true);
+    expect(existsSync(node.auditDir)).toBe(true);
+    expect(node.inference).toMatchObject({ url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), model: LAB_MODEL });
+  }
+});
+
+it('lets each node reach the allowed upstream and nothing else', () => {
+  for (const node of topology.nodes) {
+    for (const { host, port } of topology.upstream.allowed) {
+      expect(inNamespace(node.namespace, `exec 3<>/dev/tcp/${host}/${port}`).status).toBe(0);
+    }
+    for (const { host, port } of topology.upstream.blocked) {
+      expect(inNamespace(node.namespace, `timeout 3 bash -c 'exec 3<>/dev/tcp/${host}/${port}'`).status).not.toBe(0);
+    }
+  }
+});
+
+it('serves the model on every node through the OpenAI-compatible API with the token', () => {
+  for (const node of topology.nodes) {
+    const answer = chat(node.namespace, node.inference.url, node.inference.tokenFile, 'Say hello to the fleet.');
+    expect(answer).toMatchObject({ status: 0 });
+    expect(answer.output).toMatch(/^ANSWER /m);
+  }
+});
+
+it('reports every node Ready, Compliant, Attested and AuditVerified in SecAINode status', async () => {
+  const nodes = (await kube.request<{ items: SecAINode[] }>({ method: 'GET', path: resourcePath('secainodes') })).items;
+  expect(nodes).toHaveLength(NODES);
+  for (const node of nodes) {
+    const status = Object.fromEntries((node.status?.conditions ?? []).map((c) => [c.type, c.status]));
+    expect(status).toMatchObject({ Ready: 'True', Compliant: 'True', Attested: 'True', AuditVerified: 'True' });
+    expect(node.status?.models?.find((m) => m.name === LAB_MODEL)?.state).toBe('Trusted');
+    expect(node.status?.vault).toMatchObject({ encrypted: true, sealed: true, compliant: true });
+    expect(node.status?.audit?.treeSize).toBeGreaterThan(0);
+  }
+});
+
+describe('Prometheus answers the fleet-audit questions (README queries)', () => {
+  it('scrapes the operator and every agent', async () => {
+    const up = await eventually('every target up', async () => {
+      const result = await promQuery('up');
+      return result.length === NODES + 1 && result.every((r) => r.value[1] === '1') ? result : undefined;
+    }, 60_000);
+    expect(up.map((r) => r.metric.job).sort()).toEqual([...Array(NODES).fill('secai-fleet-agent'), 'secai-fleet-operator'].sort());
+  });
+
+  it('which nodes are not compliant: none', async () => {
+    const compliant = await eventually('fleet counts', async () => {
+      const r = await promQuery('secai_nodes{condition="Compliant",status="True"}');
+      return r.length > 0 && r[0]?.value[1] === String(NODES) ? r : undefined;
+    }, 60_000);
+    expect(compliant).toHaveLength(1);
+    expect(await promQuery('secai_node_not_compliant')).toEqual([]);
+  });
+
+  it('which models are rejected where: none', async () => {
+    expect(await promQuery('secai_model_rejected')).toEqual([]);
+  });
+
+  it('whose audit log failed verification: nobody', async () => {
+    expect(await promQuery('secai_audit_log_failed')).toEqual([]);
+  });
+});
+
+it('keeps prompts, responses, model bytes, tokens and keys out of every metrics endpoint', async () => {
+  const node = topology.nodes[0];
+  if (!node) throw new Error('no node');
+  const prompt = 'ZEBRA-PROMPT-7f3a1c: describe the lighthouse';
+  const answer = chat(node.namespace, node.inference.url, node.inference.tokenFile, prompt);
+  expect(answer.status).toBe(0);
+  const response = /^ANSWER (.*)$/m.exec(answer.output)?.[1] ?? '';
+  const endpoints = [topology.operator.metrics, ...topology.nodes.map((n) => n.metrics)];
+  const scraped = (await Promise.all(endpoints.map(async (url) => (await fetch(url)).text()))).join('\n');
+  const labelValues = await (await fetch(`${topology.prometheus.url}/api/v1/label/__name__/values`)).text();
+  const everything = `${scraped}\n${labelValues}`;
+  const secrets = [
+    prompt,
+    'lighthouse',
+    readFileSync(node.inference.tokenFile, 'utf8'),
+    ...topology.nodes.map((n) => readFileSync(join(dir, 'nodes', n.name, 'token'), 'utf8')),
+    readFileSync(join(dir, 'operator.kubeconfig'), 'utf8').match(/token: (\S+)/)?.[1] ?? 'operator-token',
+  ];
+  if (response.trim().length >= 12) secrets.push(response.trim());
+  for (const secret of secrets) expect(everything).not.toContain(secret.trim());
+  // Model bytes: a window of the model file's tensor data, and the node's private audit key.
+  const model = readFileSync(join(dir, 'upstream', 'secai-tiny.gguf'));
+  expect(everything).not.toContain(model.subarray(model.length - 64, model.length - 32).toString('hex'));
+  for (const n of topology.nodes) {
+    for (const file of readdirSync(n.auditDir).filter((f) => f.includes('key') && !f.endsWith('.pub'))) {
+      const key = readFileSync(join(n.auditDir, file));
+      expect(everything).not.toContain(key.toString('hex').slice(0, 32));
+      expect(everything).not.toContain(key.toString('base64').slice(0, 24));
+    }
+  }
+});
+
+it('stops serving a revoked model on every node and reports it contained', async () => {
+  await kube.request({
+    method: 'PATCH',
+    path: resourcePath('models', LAB_MODEL),
+    contentType: CONTENT_TYPE.mergePatch,
+    body: { spec: { revoked: true, revokedReason: 'e2e revocation drill' } },
+  });
+  await eventually('every node to stop serving', async () => {
+    for (const node of topology.nodes) {
+      if (chat(node.namespace, node.inference.url, node.inference.tokenFile, 'still there?').status === 0) return undefined;
+    }
+    return true;
+  }, 30_000);
+  const nodes = await eventually('every node to report the model contained', async () => {
+    const items = (await kube.request<{ items: SecAINode[] }>({ method: 'GET', path: resourcePath('secainodes') })).items;
+    return items.every((n) => n.status?.models?.find((m) => m.name === LAB_MODEL)?.state === 'Contained') ? items : undefined;
+  }, 30_000);
+  expect(nodes).toHaveLength(NODES);
+});
+
+it('lab down removes every process, namespace and file it made', async () => {
+  const pid = Number(readFileSync(join(dir, 'supervisor.pid'), 'utf8'));
+  const namespaces = [topology.upstream.namespace, ...topology.nodes.map((n) => n.namespace)];
+  await labDown(dir);
+  const listed = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  for (const namespace of namespaces) expect(listed).not.toContain(namespace);
+  expect(() => process.kill(pid, 0)).toThrow();
+  expect(existsSync(dir)).toBe(false);
+  const leftovers = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(dir));
+  expect(leftovers).toEqual([]);
+}, 180_000);

@@ -48,6 +48,7 @@ export interface LabPaths {
     dir: string;
     state: string;
     audit: string;
+    store: string;
     token: string;
     metricsSocket: string;
     tpm: string;
@@ -79,6 +80,7 @@ export function labPaths(dir: string): LabPaths {
         dir: nodeDir,
         state: join(nodeDir, 'state'),
         audit: join(nodeDir, 'audit'),
+        store: join(nodeDir, 'models'),
         token: join(nodeDir, 'token'),
         metricsSocket: join(nodeDir, 'metrics.sock'),
         tpm: join(nodeDir, 'tpm'),

@@ -352,25 +352,34 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       const name = nodeName(i);
       const node = paths.node(name);
       const namespace = nodeNamespaces[i] ?? '';
-      children.push(
-        startLogged(paths, `agent-${name}`, [
-          'ip', 'netns', 'exec', namespace, ...NODE_TS, join(REPO_ROOT, 'agents', 'src', 'cmd', 'agent.ts'),
-          '--node-name', name,
-          '--state-dir', node.state,
-          '--audit-dir', node.audit,
-          '--operator-address', `unix://${paths.channelSocket}`,
-          '--operator-server-name', CHANNEL_SERVER_NAME,
-          '--ca-file', paths.caFile,
-          '--token-file', node.token,
-          '--metrics-listen', `unix:${node.metricsSocket}`,
-          '--inference-host', '127.0.0.1',
-          '--vault-header', node.vaultHeader,
-          '--vault-mapper', 'secai-vault',
-          '--vault-mapper-dir', node.mapperDir,
-          '--tpm-tcti', `swtpm:path=${join(node.tpm, 'swtpm.sock')}`,
-          '--efi-dir', node.efiDir,
-        ]),
-      );
+      const agentArgv = [
+        'ip', 'netns', 'exec', namespace, ...NODE_TS, join(REPO_ROOT, 'agents', 'src', 'cmd', 'agent.ts'),
+        '--node-name', name,
+        '--state-dir', node.state,
+        '--audit-dir', node.audit,
+        '--store-dir', node.store,
+        '--operator-address', `unix://${paths.channelSocket}`,
+        '--operator-server-name', CHANNEL_SERVER_NAME,
+        '--ca-file', paths.caFile,
+        '--token-file', node.token,
+        '--metrics-listen', `unix:${node.metricsSocket}`,
+        '--inference-host', '127.0.0.1',
+        '--vault-header', node.vaultHeader,
+        '--vault-mapper', 'secai-vault',
+        '--vault-mapper-dir', node.mapperDir,
+        '--tpm-tcti', `swtpm:path=${join(node.tpm, 'swtpm.sock')}`,
+        '--efi-dir', node.efiDir,
+      ];
+      // Like systemd's Restart=always for the node agent: a killed agent comes back, re-applies its
+      // stored plan and reconnects.
+      const keepRunning = () => {
+        const child = startLogged(paths, `agent-${name}`, agentArgv);
+        children.push(child);
+        child.once('exit', () => {
+          if (!stopping) setTimeout(keepRunning, 1000);
+        });
+      };
+      keepRunning();
       await waitFor(`the metrics socket of ${name}`, () => {
         try {
           return statSync(node.metricsSocket).isSocket();

@@ -172,6 +172,64 @@ it('keeps prompts, responses, model bytes, tokens and keys out of every metrics 
   }
 });
 
+describe('Prometheus names what fails (README queries)', () => {
+  it('which models are rejected where: a Model pinned to other bytes, on every node, at Integrity', async () => {
+    const model = (await kube.request<{ spec: Record<string, unknown> }>({ method: 'GET', path: resourcePath('models', LAB_MODEL) })).spec;
+    await kube.request({
+      method: 'POST',
+      path: resourcePath('models'),
+      body: { apiVersion: 'secai.io/v1alpha1', kind: 'Model', metadata: { name: 'mispinned' }, spec: { ...model, sha256: 'b'.repeat(64), placement: { nodeSelector: {} } } },
+    });
+    const rejected = await eventually('both nodes to reject it in Prometheus', async () => {
+      const r = await promQuery('secai_model_rejected{model="mispinned"}');
+      return r.length === NODES ? r : undefined;
+    }, 90_000);
+    expect(rejected.map((r) => r.metric.node).sort()).toEqual(topology.nodes.map((n) => n.name).sort());
+    expect(new Set(rejected.map((r) => `${r.metric.stage}/${r.metric.reason}`)).size).toBe(1);
+    await kube.request({ method: 'DELETE', path: resourcePath('models', 'mispinned') });
+  }, 120_000);
+
+  it('which nodes are not compliant: a stricter vault policy makes every node non-compliant', async () => {
+    await kube.request({
+      method: 'POST',
+      path: resourcePath('vaultpolicies'),
+      body: {
+        apiVersion: 'secai.io/v1alpha1',
+        kind: 'VaultPolicy',
+        metadata: { name: 'stricter-vault' },
+        spec: { priority: 100, luks: { minPbkdfMemoryKiB: 1048576 }, tpm2: { mode: 'Required', pcrs: [7] } },
+      },
+    });
+    const failing = await eventually('both nodes to be named non-compliant', async () => {
+      const r = await promQuery('secai_node_not_compliant');
+      return r.length === NODES ? r : undefined;
+    }, 90_000);
+    expect(failing.map((r) => r.metric.node).sort()).toEqual(topology.nodes.map((n) => n.name).sort());
+    await kube.request({ method: 'DELETE', path: resourcePath('vaultpolicies', 'stricter-vault') });
+    await eventually('the nodes to comply again', async () => ((await promQuery('secai_node_not_compliant')).length === 0 ? true : undefined), 90_000);
+  }, 200_000);
+
+  it('whose audit log failed: a node whose log and key are wiped names itself', async () => {
+    const node = topology.nodes[1];
+    if (!node) throw new Error('no second node');
+    const agents = execFileSync('ip', ['netns', 'pids', node.namespace], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
+    rmSync(node.auditDir, { recursive: true, force: true });
+    for (const pid of agents) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    const failed = await eventually('the wiped node to be named', async () => {
+      const r = await promQuery('secai_audit_log_failed');
+      return r.length > 0 ? r : undefined;
+    }, 90_000);
+    expect(failed.map((r) => r.metric.node)).toEqual([node.name]);
+    expect(failed[0]?.metric.reason).toBe('KeyChanged');
+  }, 120_000);
+});
+
 it('stops serving a revoked model on every node and reports it contained', async () => {
   await kube.request({
     method: 'PATCH',

@@ -1,6 +1,9 @@
 # SecAI Fleet. `make test` runs every test; `make cluster-up` starts a local control plane.
 SHELL := /bin/bash
-TSX := node_modules/.bin/tsx
+# Node 24 from the npm package `node` comes first: scripts' `#!/usr/bin/env node` must not find the
+# system Node.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+TSX := tsx
 
 .PHONY: deps tools test test-alerts generate cluster-up cluster-down lab lab-down
 

@@ -60,7 +60,10 @@ describe.each(GOLDEN_CASES)('golden $name in the kernel', ({ plan: input, resolv
     const dumped = await readEgressTable(dumping);
     expect(dumped.table).toEqual(listed.table);
     expect(dumped.elementCounts).toEqual(listed.elementCounts);
-    expect(dumped.counters).toEqual(listed.counters);
+    // The same counters; their values may grow between the two reads (the kernel answers the
+    // namespace's own IPv6 neighbour traffic with the counted reject).
+    expect([...dumped.counters.keys()].sort()).toEqual([...listed.counters.keys()].sort());
+    for (const [name, value] of listed.counters) expect(dumped.counters.get(name)?.packets).toBeGreaterThanOrEqual(value.packets);
   });
 });
 

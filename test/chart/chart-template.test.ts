@@ -183,6 +183,12 @@ describe('the agent DaemonSet', () => {
     agent = spec.containers[0]!;
   });
 
+  it('runs the CUDA build of the image when asked for it, and only then', async () => {
+    const image = (d: KubeDoc[]) => podSpec(find(d, 'DaemonSet', 'secai-agent')).containers[0] as unknown as { image: string };
+    expect(image(await helm.render({ values: {} })).image).toMatch(/secai-fleet:[^-]+$/);
+    expect(image(await helm.render({ values: { image: { flavor: 'cuda' } } })).image).toMatch(/secai-fleet:.+-cuda$/);
+  });
+
   it('runs on fleet nodes, including those tainted not-compliant', () => {
     expect(spec.nodeSelector).toEqual({ 'secai.io/node': 'true' });
     expect(spec.tolerations).toContainEqual({ key: NOT_COMPLIANT_TAINT.key, operator: 'Exists', effect: NOT_COMPLIANT_TAINT.effect });

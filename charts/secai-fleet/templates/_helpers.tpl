@@ -18,7 +18,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if .Values.image.digest -}}
 {{ .Values.image.repository }}@{{ .Values.image.digest }}
 {{- else -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{ if eq .Values.image.flavor "cuda" }}-cuda{{ end }}
 {{- end -}}
 {{- end -}}
 

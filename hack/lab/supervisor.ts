@@ -318,20 +318,27 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       mkdirSync(node.mapperDir, { recursive: true });
     }
 
+    // Like a Deployment or a systemd unit with Restart=always: a killed operator or agent comes back
+    // (an agent re-applies its stored plan and reconnects; the operator takes its Lease back).
+    const keepRunning = (name: string, argv: string[]) => {
+      const child = startLogged(paths, name, argv);
+      children.push(child);
+      child.once('exit', () => {
+        if (!stopping) setTimeout(() => keepRunning(name, argv), 1000);
+      });
+    };
     const operatorMetricsPort = await freeLoopbackPort();
-    children.push(
-      startLogged(paths, 'operator', [
-        process.execPath, '--max-semi-space-size=8', '--max-old-space-size=256', '--import', 'tsx',
-        join(REPO_ROOT, 'operator', 'src', 'cmd', 'main.ts'),
-        '--kubeconfig', paths.operatorKubeconfig,
-        '--namespace', K8S_NAMESPACE,
-        '--metrics-bind-address', `127.0.0.1:${operatorMetricsPort}`,
-        '--leader-elect', 'true',
-        '--identity', 'lab-operator',
-        '--channel-listen', `unix://${paths.channelSocket}`,
-        '--status-refresh-seconds', '15',
-      ]),
-    );
+    keepRunning('operator', [
+      process.execPath, '--max-semi-space-size=8', '--max-old-space-size=256', '--import', 'tsx',
+      join(REPO_ROOT, 'operator', 'src', 'cmd', 'main.ts'),
+      '--kubeconfig', paths.operatorKubeconfig,
+      '--namespace', K8S_NAMESPACE,
+      '--metrics-bind-address', `127.0.0.1:${operatorMetricsPort}`,
+      '--leader-elect', 'true',
+      '--identity', 'lab-operator',
+      '--channel-listen', `unix://${paths.channelSocket}`,
+      '--status-refresh-seconds', '15',
+    ]);
     const admin = kube;
     await waitFor(
       'the operator to publish the channel CA',
@@ -370,16 +377,7 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
         '--tpm-tcti', `swtpm:path=${join(node.tpm, 'swtpm.sock')}`,
         '--efi-dir', node.efiDir,
       ];
-      // Like systemd's Restart=always for the node agent: a killed agent comes back, re-applies its
-      // stored plan and reconnects.
-      const keepRunning = () => {
-        const child = startLogged(paths, `agent-${name}`, agentArgv);
-        children.push(child);
-        child.once('exit', () => {
-          if (!stopping) setTimeout(keepRunning, 1000);
-        });
-      };
-      keepRunning();
+      keepRunning(`agent-${name}`, agentArgv);
       await waitFor(`the metrics socket of ${name}`, () => {
         try {
           return statSync(node.metricsSocket).isSocket();

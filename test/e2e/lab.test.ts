@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resourcePath } from '../../api/crd/paths.js';
 import type { SecAINode } from '../../api/gen/crd-types.js';
-import { REPO_ROOT } from '../../hack/control-plane/control-plane.js';
+import { readState, REPO_ROOT, restartApiServer } from '../../hack/control-plane/control-plane.js';
 import { labDown, labUp } from '../../hack/lab/lab.js';
 import { LAB_MODEL } from '../../hack/lab/lab-samples.js';
 import type { LabTopology } from '../../hack/lab/supervisor.js';
@@ -227,8 +227,60 @@ describe('Prometheus names what fails (README queries)', () => {
     }, 90_000);
     expect(failed.map((r) => r.metric.node)).toEqual([node.name]);
     expect(failed[0]?.metric.reason).toBe('KeyChanged');
-  }, 120_000);
+    // After the investigation an administrator re-baselines the node; its new log is trusted.
+    await kube.request({
+      method: 'PATCH',
+      path: resourcePath('secainodes', node.name),
+      contentType: CONTENT_TYPE.mergePatch,
+      body: { metadata: { annotations: { 'secai.io/audit-rebaseline': 'e2e: key wiped on purpose' } } },
+    });
+    await eventually('the node to verify again', async () => ((await promQuery('secai_audit_log_failed')).length === 0 ? true : undefined), 90_000);
+  }, 200_000);
 });
+
+it('converges again after the operator, an agent and the API server are killed mid-rollout', async () => {
+  const node = topology.nodes[0];
+  if (!node) throw new Error('no node');
+  const opened = topology.upstream.blocked[0];
+  if (!opened) throw new Error('no blocked port');
+  expect(inNamespace(node.namespace, `timeout 3 bash -c 'exec 3<>/dev/tcp/${opened.host}/${opened.port}'`).status).not.toBe(0);
+  // A policy change: the first blocked port becomes allowed; it rolls out canary first.
+  const policy = await kube.request<{ spec: { allow: unknown[] } }>({ method: 'GET', path: resourcePath('egresspolicies', 'lab-egress') });
+  await kube.request({
+    method: 'PATCH',
+    path: resourcePath('egresspolicies', 'lab-egress'),
+    contentType: CONTENT_TYPE.mergePatch,
+    body: { spec: { allow: [...policy.spec.allow, { ip: opened.host, ports: [{ port: opened.port }], description: 'e2e: opened mid-rollout' }] } },
+  });
+  // Kill the operator and node 0's agent (the lab restarts them, as a Deployment and systemd would),
+  // and restart the API server.
+  for (const line of execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n')) {
+    if (line.includes(join(dir, 'operator.kubeconfig'))) process.kill(Number(line.trim().split(/\s+/)[0]), 'SIGKILL');
+  }
+  for (const pid of execFileSync('ip', ['netns', 'pids', node.namespace], { encoding: 'utf8' }).split(/\s+/).filter(Boolean)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  const cluster = readState(join(dir, 'cluster'));
+  if (!cluster) throw new Error('no control plane state');
+  await restartApiServer(cluster, { downMs: 2000 });
+  // The fleet converges again on the new policy, and the change is enforced in the kernel.
+  await eventually('the fleet to converge on the change', async () => {
+    const p = await kube.request<{ metadata: { generation: number }; status?: { observedGeneration?: number; nodes?: { enforced: number }; rollout?: { state: string } } }>({
+      method: 'GET',
+      path: resourcePath('egresspolicies', 'lab-egress'),
+    });
+    const nodes = (await kube.request<{ items: SecAINode[] }>({ method: 'GET', path: resourcePath('secainodes') })).items;
+    const healthy = nodes.every((n) => ['Ready', 'Compliant'].every((t) => n.status?.conditions?.find((c) => c.type === t)?.status === 'True'));
+    return p.status?.observedGeneration === p.metadata.generation && p.status?.nodes?.enforced === NODES && p.status.rollout?.state === 'Complete' && healthy ? true : undefined;
+  }, 180_000);
+  for (const n of topology.nodes) {
+    expect(inNamespace(n.namespace, `timeout 3 bash -c 'exec 3<>/dev/tcp/${opened.host}/${opened.port}'`).status).toBe(0);
+  }
+}, 240_000);
 
 it('stops serving a revoked model on every node and reports it contained', async () => {
   await kube.request({

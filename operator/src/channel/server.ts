@@ -3,6 +3,8 @@
 // (bad identity, wrong version, malformed or oversized messages, silence) is refused, counted and
 // audited, and never trusted.
 import { randomUUID } from 'node:crypto';
+import { lstatSync, unlinkSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import {
   Server,
   ServerCredentials,
@@ -67,6 +69,29 @@ interface Session {
 
 const DEFAULT_HEARTBEAT_SECONDS = 10;
 
+/**
+ * A process killed while listening leaves its socket file behind, and binding again then fails.
+ * A socket nobody answers on is stale and goes; one that answers belongs to a live server and stays.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket = false;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return;
+  }
+  if (!isSocket) return;
+  const answered = await new Promise<boolean>((resolve) => {
+    const probe = createConnection({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (!answered) unlinkSync(path);
+}
+
 /** Decodes without throwing, so a malformed or oversized message becomes a refusal we can audit. */
 function decodeBounded(buffer: Buffer): InboundMessage {
   if (buffer.length > MAX_MESSAGE_BYTES) return { malformed: `message of ${buffer.length} bytes exceeds ${MAX_MESSAGE_BYTES}` };
@@ -126,6 +151,9 @@ export class AgentChannelServer {
 
   /** Binds every address; returns the bound addresses (TCP ports resolved). */
   async start(): Promise<string[]> {
+    for (const address of this.opts.listen) {
+      if (address.startsWith('unix://')) await removeStaleSocket(address.slice('unix://'.length));
+    }
     const credentials = ServerCredentials.createSsl(null, [
       { cert_chain: Buffer.from(this.opts.tls.certPem), private_key: Buffer.from(this.opts.tls.keyPem) },
     ]);

@@ -117,7 +117,8 @@ function startProcess(dir: string, name: string, bin: string, args: string[], de
   return child.pid;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process with this id exists. */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

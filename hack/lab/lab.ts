@@ -7,25 +7,17 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sweepNamespaces } from '../../test/support/netns.js';
-import { REPO_ROOT, stopControlPlane, toolPath } from '../control-plane/control-plane.js';
+import { isAlive, REPO_ROOT, stopControlPlane, toolPath } from '../control-plane/control-plane.js';
 import { LAB_NAMESPACE_PREFIX, labPaths, type LabPaths } from './lab-layout.js';
 import type { LabState, LabTopology } from './supervisor.js';
 
 const DEFAULT_DIR = join(REPO_ROOT, '.lab');
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function supervisorPid(paths: LabPaths): number | undefined {
   if (!existsSync(paths.supervisorPid)) return undefined;
   const pid = Number(readFileSync(paths.supervisorPid, 'utf8'));
-  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
 }
 
 function readState(paths: LabPaths): LabState | undefined {
@@ -46,8 +38,8 @@ export async function labDown(dir: string): Promise<void> {
   if (pid) {
     process.kill(pid, 'SIGTERM');
     const deadline = Date.now() + 90_000;
-    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
+    while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   }
   // Whatever a crashed supervisor left: namespaces of dead owners, the control plane.
   await sweepNamespaces(LAB_NAMESPACE_PREFIX);

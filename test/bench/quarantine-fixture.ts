@@ -4,18 +4,7 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { encodeGguf, GgmlType, gguf, type GgufKv, type GgufTensor } from '../support/gguf-writer.js';
-
-/** Mulberry32, like the tiny model: the same bytes every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../support/tiny-model.js';
 
 function normal(random: () => number): number {
   return (random() + random() + random() + random() - 2) * Math.sqrt(3);

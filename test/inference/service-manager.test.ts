@@ -3,6 +3,7 @@
 import { connect, createServer } from 'node:net';
 import { request } from 'node:http';
 import OpenAI from 'openai';
+import { isAlive } from '../../hack/control-plane/control-plane.js';
 import { ServiceState, type Report, type ServiceReport } from '../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { InferenceServiceManager } from '../../agents/src/inference/inference-service-manager.js';
 import {
@@ -51,14 +52,6 @@ function workerPid(lines: string[], service = 'chat'): number {
   return (JSON.parse(line) as { workerPid: number }).workerPid;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function refusesConnections(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -137,7 +130,7 @@ describe('serving', () => {
     await expect(new OpenAI({ apiKey: auth.token, baseURL: url, maxRetries: 0 }).models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
     expect((await new OpenAI({ apiKey: next.token, baseURL: url, maxRetries: 0 }).models.list()).data).toHaveLength(1);
     expect(workerPid(fixture.logLines)).toBe(pid);
-    expect(alive(pid)).toBe(true);
+    expect(isAlive(pid)).toBe(true);
   });
 });
 
@@ -162,7 +155,7 @@ describe('stopping', () => {
     expect(reportOf(fixture.manager)).toMatchObject({ state: ServiceState.SERVICE_STATE_STOPPED, reason });
     expect(await refusesConnections(port)).toBe(true);
     const streamEnded = await stream.ended;
-    await waitFor(() => !alive(pid), 2000, 'the worker to be gone');
+    await waitFor(() => !isAlive(pid), 2000, 'the worker to be gone');
     const workerGone = Date.now();
 
     for (const at of [applied, streamEnded, workerGone]) expect(at - planArrived).toBeLessThan(2000);

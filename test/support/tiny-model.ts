@@ -25,7 +25,7 @@ const WORDS = [
 ];
 
 /** Mulberry32: a small seeded PRNG, so every run writes the same bytes. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
+import { isAlive } from '../../hack/control-plane/control-plane.js';
 
 export interface Swtpm {
   /** TPM2TOOLS_TCTI value for tpm2-tools. */
@@ -63,14 +64,6 @@ function acceptsUnix(path: string): Promise<boolean> {
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Starts swtpm with its state in `stateDir`; `stop()` ends it (SIGTERM, then SIGKILL after 2 s). */
 export async function startSwtpm(stateDir: string, options: { detached?: boolean; unixSockets?: boolean } = {}): Promise<Swtpm> {
@@ -99,9 +92,9 @@ export async function startSwtpm(stateDir: string, options: { detached?: boolean
   if (pid === undefined) throw new Error('could not start swtpm');
   const deadline = Date.now() + 10_000;
   while (!(await ready())) {
-    if (!alive(pid) || Date.now() > deadline) {
+    if (!isAlive(pid) || Date.now() > deadline) {
       const log = await readFile(join(stateDir, 'swtpm.log'), 'utf8').catch(() => '');
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
       throw new Error(`swtpm did not start (${endpoints.join(' ')}): ${log.slice(-500)}`);
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -111,10 +104,10 @@ export async function startSwtpm(stateDir: string, options: { detached?: boolean
     tcti: options.unixSockets ? `swtpm:path=${serverSocket}` : `swtpm:host=127.0.0.1,port=${server}`,
     pid,
     async stop() {
-      if (!alive(pid)) return;
+      if (!isAlive(pid)) return;
       process.kill(pid, 'SIGTERM');
-      for (let i = 0; i < 40 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 40 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
     },
   };
 }

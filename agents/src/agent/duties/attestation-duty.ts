@@ -3,6 +3,7 @@
 import type { AttestationReport, NodePlan, Report } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { Attestor } from '../../attestation/attestation.js';
 import type { Duty } from '../node-agent.js';
+import { RoundTimer } from './repeat.js';
 
 /** SecAI OS re-attests every 5 minutes. */
 export const ATTESTATION_INTERVAL_MS = 5 * 60_000;
@@ -11,22 +12,20 @@ export class AttestationDuty implements Duty {
   readonly name = 'attestation';
   private plan: NodePlan | undefined;
   private last: AttestationReport | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly timer: RoundTimer;
 
   constructor(
     private readonly attestor: Attestor,
     private readonly changed: () => void,
-    private readonly intervalMs = ATTESTATION_INTERVAL_MS,
-  ) {}
+    intervalMs = ATTESTATION_INTERVAL_MS,
+  ) {
+    this.timer = new RoundTimer(intervalMs, () => this.round());
+  }
 
   async apply(plan: NodePlan): Promise<void> {
     this.plan = plan;
     await this.round();
-    this.timer ??= setInterval(() => {
-      this.round().catch(() => {
-        // Reported by the next successful round.
-      });
-    }, this.intervalMs);
+    this.timer.ensureStarted();
   }
 
   private async round(): Promise<void> {
@@ -43,6 +42,6 @@ export class AttestationDuty implements Duty {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.timer.stop();
   }
 }

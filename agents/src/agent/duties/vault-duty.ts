@@ -3,6 +3,7 @@
 import type { Command, CommandResult, NodePlan, Report, VaultReport } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { VaultGuard } from '../../vault/vault-guard.js';
 import type { Duty } from '../node-agent.js';
+import { RoundTimer } from './repeat.js';
 
 /** SecAI OS checks the vault every 30 s. */
 export const VAULT_CHECK_INTERVAL_MS = 30_000;
@@ -11,22 +12,20 @@ export class VaultDuty implements Duty {
   readonly name = 'vault';
   private plan: NodePlan | undefined;
   private last: VaultReport | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly timer: RoundTimer;
 
   constructor(
     private readonly guard: VaultGuard,
     private readonly changed: () => void,
-    private readonly intervalMs = VAULT_CHECK_INTERVAL_MS,
-  ) {}
+    intervalMs = VAULT_CHECK_INTERVAL_MS,
+  ) {
+    this.timer = new RoundTimer(intervalMs, () => this.round());
+  }
 
   async apply(plan: NodePlan): Promise<void> {
     this.plan = plan;
     await this.round();
-    this.timer ??= setInterval(() => {
-      this.round().catch(() => {
-        // A failed round is reported by the next successful one; the guard logs the cause.
-      });
-    }, this.intervalMs);
+    this.timer.ensureStarted();
   }
 
   private async round(): Promise<void> {
@@ -55,6 +54,6 @@ export class VaultDuty implements Duty {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.timer.stop();
   }
 }

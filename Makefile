@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 TSX := tsx
 
-.PHONY: deps tools test test-alerts generate cluster-up cluster-down lab lab-down
+.PHONY: deps tools build test test-alerts generate cluster-up cluster-down lab lab-down
 
 node_modules: package.json package-lock.json
 	npm install --no-save --no-fund --no-audit
@@ -18,6 +18,10 @@ deps:
 # kube-apiserver, kubectl, etcd, etcdctl, helm, cosign from the Go module proxy, cached by version.
 tools:
 	hack/install-tools.sh
+
+# The operator's bundle, dist/operator.mjs (operator/build.ts); the tests and the lab build it too.
+build: node_modules
+	$(TSX) operator/build.ts
 
 test: node_modules tools
 	hack/run-tests.sh

@@ -9,6 +9,7 @@ import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { TOKEN_AUDIENCE } from '../../api/proto/protocol.js';
+import { buildOperator, OPERATOR_NODE_FLAGS } from '../../operator/build.js';
 import { KubeClient } from '../../operator/src/runtime/kube-client.js';
 import { NetnsHarness } from '../../test/support/netns.js';
 import { writeTinyModel } from '../../test/support/tiny-model.js';
@@ -328,9 +329,10 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       });
     };
     const operatorMetricsPort = await freeLoopbackPort();
+    // The operator as it ships: its bundle, built from this checkout, with the chart's node flags.
+    const operatorBundle = await buildOperator();
     keepRunning('operator', [
-      process.execPath, '--max-semi-space-size=8', '--max-old-space-size=256', '--import', 'tsx',
-      join(REPO_ROOT, 'operator', 'src', 'cmd', 'main.ts'),
+      process.execPath, ...OPERATOR_NODE_FLAGS, operatorBundle,
       '--kubeconfig', paths.operatorKubeconfig,
       '--namespace', K8S_NAMESPACE,
       '--metrics-bind-address', `127.0.0.1:${operatorMetricsPort}`,

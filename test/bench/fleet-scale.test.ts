@@ -1,12 +1,12 @@
 // The fleet bar of DESIGN §8, measured by test/bench/fleet-scale.ts on a dedicated control plane:
 // 1,000 simulated agents on one operator (a real child process), a policy change enforced on all of
 // them within 2 s of the apply, and operator memory under 300 MB.
-import { benchmarkFleetScale, describeFleetScale, OPERATOR_NODE_FLAGS, type FleetScaleFigures } from './fleet-scale.js';
+import { benchmarkFleetScale, describeFleetScale, type FleetScaleFigures } from './fleet-scale.js';
 
 let figures: FleetScaleFigures;
 
 beforeAll(async () => {
-  figures = await benchmarkFleetScale({ nodes: 1000, rounds: 3, operatorNodeFlags: OPERATOR_NODE_FLAGS, log: (line) => process.stderr.write(`${line}\n`) });
+  figures = await benchmarkFleetScale({ nodes: 1000, rounds: 3, log: (line) => process.stderr.write(`${line}\n`) });
   process.stderr.write(`fleet bench:\n${describeFleetScale(figures)}\n`);
 }, 1_200_000);
 

@@ -9,13 +9,14 @@
 // API server's response to the moment each simulated agent enforced the plan carrying the change.
 // Operator memory is the peak resident set (VmHWM) from /proc.
 //
-//   npx tsx test/bench/fleet-scale.ts [--nodes 1000] [--rounds 3]
+//   npx tsx test/bench/fleet-scale.ts [--nodes 1000] [--rounds 3] [--node-flag=--x …] [--keep-logs dir]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
+import { buildOperator } from '../../operator/build.js';
 import { TOKEN_AUDIENCE } from '../../api/proto/protocol.js';
 import { REPO_ROOT } from '../../hack/control-plane/control-plane.js';
 import { FleetEnv, OPERATOR_NAMESPACE } from '../operator/support/fleet-env.js';
@@ -26,8 +27,10 @@ import type { FleetSimConfig, FleetSimRequest, FleetSimResponse } from './fleet-
 export interface FleetScaleOptions {
   nodes: number;
   rounds: number;
-  /** Flags for the operator's node process (V8 heap sizing). */
-  operatorNodeFlags?: string[];
+  /** Flags for the operator's node process instead of the shipped OPERATOR_NODE_FLAGS (to try others). */
+  operatorNodeFlags?: readonly string[];
+  /** A directory to copy the operator's and the simulated fleet's logs into before cleaning up. */
+  keepLogs?: string;
   log?: (line: string) => void;
 }
 
@@ -39,6 +42,8 @@ export interface FleetScaleRound {
   p99Ms: number;
   /** The apply request itself (ms). */
   applyRequestMs: number;
+  /** When the apply's response came (ms since the epoch), to line the round up with the logs. */
+  appliedAt: number;
   /** Agents that did not enforce the change within the round's timeout. */
   missing: number;
 }
@@ -58,13 +63,6 @@ export interface FleetScaleFigures {
   loadBefore: number;
   loadAfter: number;
 }
-
-/**
- * How the operator's node runs here: V8's young generation capped (the default grows it to 64 MB
- * semi-spaces on a machine this size) and the old generation bounded as a container's memory
- * limit would bound it. The deployment must start the operator with the same flags.
- */
-export const OPERATOR_NODE_FLAGS = ['--max-semi-space-size=8', '--max-old-space-size=256'];
 
 const SERVER_NAME = `secai-operator.${OPERATOR_NAMESPACE}.svc`;
 const POLICY = 'fleet-bench';
@@ -247,7 +245,7 @@ export async function benchmarkFleetScale(opts: FleetScaleOptions): Promise<Flee
     log(`fleet-bench: ${opts.nodes} Nodes, agent Pods and Pod-bound tokens in ${objectsMs} ms`);
 
     const convergeStart = Date.now();
-    operator = await OperatorProcess.start({ kubeconfig: env.kubeconfig, namespace: OPERATOR_NAMESPACE, identity: 'bench', dir: env.dir, nodeFlags: opts.operatorNodeFlags ?? [] });
+    operator = await OperatorProcess.start({ kubeconfig: env.kubeconfig, namespace: OPERATOR_NAMESPACE, identity: 'bench', dir: env.dir, ...(opts.operatorNodeFlags ? { nodeFlags: opts.operatorNodeFlags } : {}) });
     const caPem = await eventually(async () => {
       const cm = await admin.raw<{ data?: Record<string, string> }>({ method: 'GET', path: `/api/v1/namespaces/${OPERATOR_NAMESPACE}/configmaps/secai-agent-ca` });
       return cm.status === 200 ? cm.body.data?.['ca.crt'] : undefined;
@@ -293,10 +291,11 @@ export async function benchmarkFleetScale(opts: FleetScaleOptions): Promise<Flee
         p50Ms: percentile(latencies, 50),
         p99Ms: percentile(latencies, 99),
         applyRequestMs: applied - sent,
+        appliedAt: applied,
         missing: outcome.missing.length,
       };
       rounds.push(round);
-      log(`fleet-bench: round ${r + 1}: all ${opts.nodes} enforcing after ${round.enforcedOnAllMs} ms (p50 ${round.p50Ms}, p99 ${round.p99Ms}; apply ${round.applyRequestMs} ms)`);
+      log(`fleet-bench: round ${r + 1}: all ${opts.nodes} enforcing after ${round.enforcedOnAllMs} ms (p50 ${round.p50Ms}, p99 ${round.p99Ms}; apply ${round.applyRequestMs} ms, answered at ${applied})`);
       await waitForSettled(operator, opts.nodes, 300_000);
       log(`fleet-bench: round ${r + 1} settled; operator ${await memoryBreakdown(operator)}`);
     }
@@ -313,6 +312,10 @@ export async function benchmarkFleetScale(opts: FleetScaleOptions): Promise<Flee
   } finally {
     await sim?.stop();
     await operator?.stop();
+    if (opts.keepLogs) {
+      mkdirSync(opts.keepLogs, { recursive: true });
+      for (const file of [operator?.logFile, join(env.dir, 'fleet-sim.log')]) if (file && existsSync(file)) copyFileSync(file, join(opts.keepLogs, basename(file)));
+    }
     await env.stop();
     rmSync(stateDir, { recursive: true, force: true });
   }
@@ -332,11 +335,15 @@ export function describeFleetScale(f: FleetScaleFigures): string {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { values } = parseArgs({ options: { nodes: { type: 'string' }, rounds: { type: 'string' }, 'node-flag': { type: 'string', multiple: true } } });
+  await buildOperator();
+  const { values } = parseArgs({
+    options: { nodes: { type: 'string' }, rounds: { type: 'string' }, 'node-flag': { type: 'string', multiple: true }, 'keep-logs': { type: 'string' } },
+  });
   const figures = await benchmarkFleetScale({
     nodes: Number(values.nodes ?? 1000),
     rounds: Number(values.rounds ?? 3),
-    operatorNodeFlags: values['node-flag'] ?? OPERATOR_NODE_FLAGS,
+    ...(values['node-flag'] ? { operatorNodeFlags: values['node-flag'] } : {}),
+    ...(values['keep-logs'] ? { keepLogs: values['keep-logs'] } : {}),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   console.log(describeFleetScale(figures));

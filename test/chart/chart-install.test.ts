@@ -16,6 +16,7 @@ import { resourcePath } from '../../api/crd/paths.js';
 import { AgentChannelClient } from '../../agents/src/channel/client.js';
 import { parseAgentConfig } from '../../agents/src/cmd/agent-config.js';
 import { REPO_ROOT, startControlPlane, stopControlPlane, toolPath, type ControlPlaneState } from '../../hack/control-plane/control-plane.js';
+import { OPERATOR_BUNDLE } from '../../operator/build.js';
 import { KubeClient } from '../../operator/src/runtime/kube-client.js';
 import { OperatorProcess } from '../operator/support/operator-process.js';
 import { eventually } from '../operator/support/wait.js';
@@ -35,7 +36,7 @@ interface Obj {
 interface PodTemplate {
   metadata: { labels: Record<string, string> };
   spec: {
-    containers: { name: string; args: string[]; securityContext?: Record<string, unknown> }[];
+    containers: { name: string; command?: string[]; args: string[]; securityContext?: Record<string, unknown> }[];
     volumes: { name: string; projected?: { sources: { serviceAccountToken?: { audience: string; expirationSeconds: number } }[] } }[];
   } & Record<string, unknown>;
 }
@@ -225,11 +226,15 @@ it('runs the operator with the chart ServiceAccount token, RBAC and Deployment a
     { mode: 0o600 },
   );
   // The Deployment's own arguments; only the listening addresses move to loopback and a socket.
-  const chartArgs = (await template('deployments', 'secai-fleet-operator')).spec.containers[0]!.args;
+  const [container] = (await template('deployments', 'secai-fleet-operator')).spec.containers;
+  const chartArgs = container!.args;
+  // The Deployment's node flags too: the same bundle runs here.
+  const [node, ...nodeFlags] = container!.command ?? [];
+  expect([node, nodeFlags.pop()]).toEqual(['node', OPERATOR_BUNDLE]);
   // Here the operator is a local process: its channel is a UNIX socket and it has no Pod IP to publish.
   const args = chartArgs.filter((a) => !a.startsWith('--metrics-bind-address=') && !a.startsWith('--channel-listen=') && !a.startsWith('--channel-endpoint-service='));
   expect(args.length).toBe(chartArgs.length - 3);
-  operator = await OperatorProcess.start({ kubeconfig, namespace: NS, identity: 'secai-fleet-operator-0', dir, args });
+  operator = await OperatorProcess.start({ kubeconfig, namespace: NS, identity: 'secai-fleet-operator-0', dir, args, nodeFlags });
 
   await run(toolPath('kubectl'), ['--kubeconfig', state.kubeconfig, 'apply', '-f', join(REPO_ROOT, 'crds/samples')]);
   await admin.request({ method: 'POST', path: '/api/v1/nodes', body: { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE, labels: { 'secai.io/node': 'true', 'secai.io/pool': 'inference' } } } });

@@ -9,6 +9,7 @@ import { TOKEN_AUDIENCE } from '../../api/proto/protocol.js';
 import { parseAgentConfig } from '../../agents/src/cmd/agent-config.js';
 import { parseTokenRelayConfig } from '../../agents/src/cmd/token-relay.js';
 import { REPO_ROOT } from '../../hack/control-plane/control-plane.js';
+import { OPERATOR_BUNDLE, OPERATOR_NODE_FLAGS } from '../../operator/build.js';
 import { DEFAULT_FLEET_SELECTOR, NOT_COMPLIANT_TAINT } from '../../operator/src/fleet/names.js';
 import { exportedMetricNames, familyOf, metricSelectors } from '../alerts/exported-metrics.js';
 import { chartCrdTemplates } from './chart-crd-templates.js';
@@ -93,6 +94,11 @@ describe('the operator', () => {
     expect(operator!.resources?.requests).toEqual({ cpu: expect.any(String), memory: expect.any(String) });
     expect(operator!.resources?.limits).toEqual({ cpu: expect.any(String), memory: expect.any(String) });
     expect(find(docs, 'PodDisruptionBudget', 'secai-fleet-operator').spec).toMatchObject({ maxUnavailable: 1 });
+  });
+
+  it('runs the bundle the tests and the benchmarks run, with the same node flags', () => {
+    const [operator] = podSpec(find(docs, 'Deployment', 'secai-fleet-operator')).containers;
+    expect(operator!.command).toEqual(['node', ...OPERATOR_NODE_FLAGS, OPERATOR_BUNDLE]);
   });
 
   it('runs under the restricted security context', () => {

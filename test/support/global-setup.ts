@@ -1,10 +1,13 @@
 // Starts one real control plane (etcd + kube-apiserver from hack/) for the whole test run and
-// installs the CRDs. USE_EXISTING_CLUSTER=true with KUBECONFIG uses a cluster the user already has.
+// installs the CRDs, after building the operator's bundle (operator/build.ts). USE_EXISTING_CLUSTER=true with KUBECONFIG uses a cluster the user already has.
 import { startControlPlane } from '../../hack/control-plane/control-plane.js';
 import { installCrds } from '../../hack/control-plane/crds.js';
+import { buildOperator } from '../../operator/build.js';
 import { SHARED_CONTROL_PLANE_DIR } from './environment.js';
 
 export default async function globalSetup(): Promise<void> {
+  // Tests run the operator as it ships: the bundle, rebuilt from the sources of this run.
+  await buildOperator();
   if (process.env.USE_EXISTING_CLUSTER === 'true') {
     const kubeconfig = process.env.KUBECONFIG;
     if (!kubeconfig) throw new Error('USE_EXISTING_CLUSTER=true needs KUBECONFIG');

@@ -3,7 +3,6 @@
 // controllers run only on the leader.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { KubeConfig } from '@kubernetes/client-node';
 import pino, { type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createEgressPolicyController } from '../controllers/egresspolicy/controller.js';
@@ -39,7 +38,7 @@ import { LeaderElector } from '../runtime/leader-election.js';
 import { RuntimeMetrics } from '../runtime/metrics.js';
 
 export interface OperatorOptions {
-  /** A kubeconfig file; without it, the default loading rules (KUBECONFIG, in-cluster). */
+  /** A kubeconfig file; without it ~/.kube/config, else the in-cluster ServiceAccount. */
   kubeconfig?: string;
   /** The operator's namespace: its Lease, rollout records, and the ConfigMaps and Secrets it may read. */
   namespace: string;
@@ -103,10 +102,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const runtimeMetrics = new RuntimeMetrics(registry);
-  const kc = new KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else kc.loadFromDefault();
-  const client = await KubeClient.fromKubeConfig(kc, {
+  const client = await KubeClient.load(opts.kubeconfig ? { file: opts.kubeconfig } : {}, {
     onResponse: (method, status) => runtimeMetrics.restClientRequests.inc({ method, code: String(status) }),
   });
   const identity = opts.leaderElection?.identity ?? `${hostname()}_${randomBytes(4).toString('hex')}`;

@@ -22,6 +22,7 @@ import type { Command, CommandResult, ConsistencyProof, SignedTreeHead } from '.
 import type { Clock } from '../runtime/clock.js';
 import { findCondition } from '../runtime/conditions.js';
 import type { NodeObservations } from './intake.js';
+import { ownedCopy } from './report-status.js';
 
 /** What sends commands to agents: the channel server, once this replica leads. */
 export interface AgentCommander {
@@ -93,7 +94,7 @@ export function verdictFromStatus(status: SecAINodeStatus | undefined): AuditVer
     // nothing needs it while the failure stands.
     if (audit.failure === undefined) {
       verdict.verified = {
-        head: { treeSize: audit.treeSize, rootHash: Buffer.from(audit.rootHash, 'hex'), keyFingerprint: audit.keyFingerprint },
+        head: { treeSize: audit.treeSize, rootHash: ownedCopy(Buffer.from(audit.rootHash, 'hex')), keyFingerprint: audit.keyFingerprint },
         at: Number.isFinite(at) ? at : 0,
       };
     }
@@ -242,7 +243,7 @@ export class AuditVerifier {
     const key = session.auditKey;
     const base = state.verified?.head;
     const reported = obs.report?.auditHead;
-    if (reported) state.examined = { treeSize: reported.treeSize, rootHash: Buffer.from(reported.rootHash) };
+    if (reported) state.examined = { treeSize: reported.treeSize, rootHash: ownedCopy(reported.rootHash) };
     let outcome: { result: HeadTransitionResult; head: SignedTreeHead | undefined };
     try {
       if (base) outcome = await this.proveFrom(node, base, key);
@@ -261,7 +262,7 @@ export class AuditVerifier {
       this.verifications.inc({ result: 'verified' });
       const same = base && base.treeSize === result.verified.treeSize && Buffer.compare(base.rootHash, result.verified.rootHash) === 0;
       if (!same) {
-        state.verified = { head: result.verified, at: now };
+        state.verified = { head: { ...result.verified, rootHash: ownedCopy(result.verified.rootHash) }, at: now };
         this.changed(node);
       }
       return;

@@ -125,7 +125,18 @@ function servicesOf(report: Report): NodeServiceStatus[] {
 /** Longer fields than an Ed25519 key, a SHA-256 root or a signature can hold are cut (and then fail verification). */
 const MAX_AUDIT_FIELD_BYTES = 128;
 
-const boundedBytes = (value: unknown): Buffer => (value instanceof Uint8Array ? Buffer.from(value.subarray(0, MAX_AUDIT_FIELD_BYTES)) : Buffer.alloc(0));
+/**
+ * A copy with memory of its own, for bytes kept as long as a node is known. Buffer.from copies
+ * small values into a shared pool (64 KiB in Node 24), and one long-lived slice keeps the whole
+ * pool alive: at 1,000 agents the audit keys and heads alone pinned some 10 MB of pools.
+ */
+export function ownedCopy(bytes: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  copy.set(bytes);
+  return copy;
+}
+
+const boundedBytes = (value: unknown): Buffer => (value instanceof Uint8Array ? ownedCopy(value.subarray(0, MAX_AUDIT_FIELD_BYTES)) : Buffer.alloc(0));
 
 /** A copy of a reported tree head whose byte fields cannot hold more than a well-formed head needs. */
 export function boundedTreeHead(head: SignedTreeHead | undefined): SignedTreeHead | undefined {

@@ -95,6 +95,27 @@ it('replays cached objects to a late handler and on every resync', async () => {
   await remove('replayed');
 });
 
+it('resumes a watch that ran its course at once: no change waits for a backoff', async () => {
+  // Watches of one second that each deliver events, with a backoff that would show as a pause of
+  // 2.5–5 s after each of them.
+  const inf = informer({ watchTimeoutSeconds: { min: 1, max: 1 }, backoff: { initialMs: 5000, maxMs: 5000 } });
+  const seenAt = new Map<string, number>();
+  inf.addHandler({ onAdd: (o) => seenAt.set(o.metadata.name ?? '', Date.now()) });
+  inf.start();
+  await inf.waitForSync(10_000);
+  const createdAt = new Map<string, number>();
+  for (let i = 0; i < 12; i++) {
+    await create(`steady-${i}`, {});
+    createdAt.set(`steady-${i}`, Date.now());
+    await delay(300);
+  }
+  await eventually(() => seenAt.size === 12, 10_000, 'every add');
+  const lags = [...createdAt].map(([name, at]) => seenAt.get(name)! - at);
+  expect(inf.stats.watches).toBeGreaterThanOrEqual(3);
+  expect(Math.max(...lags)).toBeLessThan(1500);
+  for (const name of createdAt.keys()) await remove(name);
+}, 30_000);
+
 it('reconnects after the server ends each watch, and after a silent watch, losing nothing', async () => {
   const inf = informer({ watchTimeoutSeconds: { min: 1, max: 1 } });
   const mirror = new HandlerMirror(inf);

@@ -1,6 +1,7 @@
 // A list-watch informer in the manner of client-go's reflector: list once, then watch from the
-// list's resourceVersion with bookmarks; resume from the last seen resourceVersion after any error or
-// clean close (jittered exponential backoff); relist on 410 Gone; restart a watch that has gone
+// list's resourceVersion with bookmarks; resume from the last seen resourceVersion at once after a
+// watch that ran its course, and after an error or a premature close with jittered exponential
+// backoff; relist on 410 Gone; restart a watch that has gone
 // silent (watchdog, against half-open connections); replay every object to the handlers periodically
 // (resync). The cache is kept with optional secondary indexes. It never stops on its own.
 import { StringDecoder } from 'node:string_decoder';
@@ -203,10 +204,15 @@ export class Informer<T extends KubeObject> {
         }
       }
       if (this.stopping) break;
-      if (healthy) backoffMs = initialMs;
+      if (healthy) {
+        // A watch that ran its course (the server ends each after timeoutSeconds) resumes at once,
+        // as client-go's reflector does: a pause here delays every change made meanwhile.
+        backoffMs = initialMs;
+        continue;
+      }
       // Full jitter on half the delay, so that many informers reconnecting at once spread out.
       await sleep(this.clock, backoffMs * (0.5 + this.random() * 0.5), this.stopController.signal);
-      if (!healthy) backoffMs = Math.min(maxMs, backoffMs * 2);
+      backoffMs = Math.min(maxMs, backoffMs * 2);
     }
   }
 

@@ -1,9 +1,10 @@
-// A thin REST client for the Kubernetes API on top of the kubeconfig handling of
-// @kubernetes/client-node: every request sets its content type explicitly (server-side apply,
-// merge patch, status subresource) and returns the decoded Status on failure.
+// A thin REST client for the Kubernetes API: every request sets its content type explicitly
+// (server-side apply, merge patch, status subresource) and returns the decoded Status on failure.
+// Credentials come from ./kubeconfig.js.
 import type { IncomingMessage } from 'node:http';
-import { request as httpsRequest, Agent, type RequestOptions } from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import { request as httpsRequest, Agent } from 'node:https';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { accessFromKubeConfig, loadClusterAccess, type ClusterAccess, type KubeconfigSources } from './kubeconfig.js';
 
 export interface KubeStatus {
   kind?: string;
@@ -51,60 +52,53 @@ export interface RequestSpec {
 /** Longest response body accepted (the API server's own limit on objects is about 1.5 MiB). */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-/** How often credentials are re-read from the kubeconfig (projected ServiceAccount tokens rotate). */
-const CREDENTIAL_REFRESH_MS = 60_000;
-
 export interface KubeClientOptions {
   /** Called once per completed request with its method and status code (for rest_client_requests_total). */
   onResponse?: (method: string, status: number) => void;
 }
 
 export class KubeClient {
-  private credentialsRefreshedAt = Date.now();
   private onResponse?: KubeClientOptions['onResponse'];
 
   private constructor(
-    private readonly server: URL,
-    private readonly baseOptions: RequestOptions,
-    private readonly kubeConfig?: KubeConfig,
+    private readonly access: ClusterAccess,
+    private readonly agent: Agent,
   ) {}
 
-  static async fromKubeconfigFile(path: string, clientOptions: KubeClientOptions = {}): Promise<KubeClient> {
-    const kc = new KubeConfig();
-    kc.loadFromFile(path);
-    return KubeClient.fromKubeConfig(kc, clientOptions);
+  /** A kubeconfig file; without one ~/.kube/config, else the in-cluster ServiceAccount. */
+  static async load(sources: KubeconfigSources = {}, clientOptions: KubeClientOptions = {}): Promise<KubeClient> {
+    return KubeClient.fromAccess(await loadClusterAccess(sources), clientOptions);
   }
 
+  static async fromKubeconfigFile(path: string, clientOptions: KubeClientOptions = {}): Promise<KubeClient> {
+    return KubeClient.load({ file: path }, clientOptions);
+  }
+
+  /** For callers that already hold a @kubernetes/client-node KubeConfig. */
   static async fromKubeConfig(kc: KubeConfig, clientOptions: KubeClientOptions = {}): Promise<KubeClient> {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    const options: RequestOptions = {};
-    await kc.applyToHTTPSOptions(options);
+    return KubeClient.fromAccess(await accessFromKubeConfig(kc), clientOptions);
+  }
+
+  static fromAccess(access: ClusterAccess, clientOptions: KubeClientOptions = {}): KubeClient {
     const agent = new Agent({
       keepAlive: true,
       maxSockets: 32,
-      ...(options.ca ? { ca: options.ca } : {}),
-      ...(options.cert ? { cert: options.cert } : {}),
-      ...(options.key ? { key: options.key } : {}),
+      ...(access.ca ? { ca: access.ca } : {}),
+      ...(access.cert ? { cert: access.cert } : {}),
+      ...(access.key ? { key: access.key } : {}),
     });
-    const client = new KubeClient(new URL(cluster.server), { headers: { ...(options.headers ?? {}) }, agent }, kc);
+    const client = new KubeClient(access, agent);
     client.onResponse = clientOptions.onResponse;
     return client;
   }
 
   private async headers(): Promise<Record<string, string>> {
-    if (this.kubeConfig && Date.now() - this.credentialsRefreshedAt > CREDENTIAL_REFRESH_MS) {
-      this.credentialsRefreshedAt = Date.now();
-      const fresh: RequestOptions = {};
-      await this.kubeConfig.applyToHTTPSOptions(fresh);
-      this.baseOptions.headers = { ...(fresh.headers ?? {}) };
-    }
-    return { ...(this.baseOptions.headers as Record<string, string>), accept: 'application/json' };
+    return { ...(await this.access.headers()), accept: 'application/json' };
   }
 
   /** Sends a request and returns the status code and decoded JSON body, whatever the status. */
   async raw<T = unknown>(spec: RequestSpec): Promise<{ status: number; body: T }> {
-    const url = new URL(spec.path, this.server);
+    const url = new URL(spec.path, this.access.server);
     for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const payload = spec.body === undefined ? undefined : typeof spec.body === 'string' ? spec.body : JSON.stringify(spec.body);
     const headers = await this.headers();
@@ -115,7 +109,7 @@ export class KubeClient {
     return new Promise((resolve, reject) => {
       const req = httpsRequest(
         url,
-        { ...this.baseOptions, method: spec.method, headers, signal: spec.signal, timeout: spec.timeoutMs ?? 30_000 },
+        { agent: this.agent, method: spec.method, headers, signal: spec.signal, timeout: spec.timeoutMs ?? 30_000 },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -157,11 +151,11 @@ export class KubeClient {
 
   /** Opens a streaming GET (watch) and returns the response for line-by-line reading. */
   async stream(spec: Omit<RequestSpec, 'method' | 'body'>): Promise<IncomingMessage> {
-    const url = new URL(spec.path, this.server);
+    const url = new URL(spec.path, this.access.server);
     for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers = await this.headers();
     return new Promise((resolve, reject) => {
-      const req = httpsRequest(url, { ...this.baseOptions, method: 'GET', headers, signal: spec.signal });
+      const req = httpsRequest(url, { agent: this.agent, method: 'GET', headers, signal: spec.signal });
       req.on('response', (res) => {
         this.onResponse?.('WATCH', res.statusCode ?? 0);
         resolve(res);
@@ -172,6 +166,6 @@ export class KubeClient {
   }
 
   close(): void {
-    (this.baseOptions.agent as Agent | undefined)?.destroy();
+    this.agent.destroy();
   }
 }

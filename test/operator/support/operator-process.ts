@@ -1,9 +1,10 @@
-// The operator as a real child process (operator/src/cmd/main.ts), with its JSON log in a file and
-// its metrics on a loopback port. It dies with the test process (pdeathsig) whatever happens.
+// The operator as a real child process, run as it ships (dist/operator.mjs with OPERATOR_NODE_FLAGS;
+// the jest global setup builds the bundle), with its JSON log in a file and its metrics on a loopback port. It dies with the test process (pdeathsig) whatever happens.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, REPO_ROOT } from '../../../hack/control-plane/control-plane.js';
+import { OPERATOR_BUNDLE, OPERATOR_NODE_FLAGS } from '../../../operator/build.js';
 
 export class OperatorProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -17,8 +18,8 @@ export class OperatorProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  /** `nodeFlags` go to node itself (V8 heap sizing, say), before the operator's own flags. */
-  static async start(opts: { kubeconfig: string; namespace: string; identity: string; dir: string; args?: string[]; nodeFlags?: string[]; env?: Record<string, string> }): Promise<OperatorProcess> {
+  /** `nodeFlags` go to node itself instead of the shipped OPERATOR_NODE_FLAGS, before the operator's own flags. */
+  static async start(opts: { kubeconfig: string; namespace: string; identity: string; dir: string; args?: string[]; nodeFlags?: readonly string[]; env?: Record<string, string> }): Promise<OperatorProcess> {
     const metricsPort = await freePort();
     const logFile = join(opts.dir, `operator-${opts.identity}.log`);
     writeFileSync(logFile, '');
@@ -27,7 +28,7 @@ export class OperatorProcess {
       'setpriv',
       [
         '--pdeathsig', 'KILL', '--',
-        process.execPath, ...(opts.nodeFlags ?? []), '--import', 'tsx', join(REPO_ROOT, 'operator/src/cmd/main.ts'),
+        process.execPath, ...(opts.nodeFlags ?? OPERATOR_NODE_FLAGS), join(REPO_ROOT, OPERATOR_BUNDLE),
         '--kubeconfig', opts.kubeconfig,
         '--namespace', opts.namespace,
         '--identity', opts.identity,

@@ -1,14 +1,17 @@
 // A fleet-wide change (a policy or its rollout record, a model, a service, a referenced ConfigMap or
 // Secret, a cordon) changes many plans at once. Queued one node at a time behind the status writes
 // of the others, the last node of a large fleet would get its plan seconds late; so every fleet
-// node's plan is recomputed and published in one pass of pure computation (in slices, so that the
-// channel flushes while the pass goes on), and each node is then queued for its status write.
-// Requests coalesce: any number of changes during a pass cause one more pass.
+// node's plan is recomputed and published in one pass of pure computation, and only then is each
+// node queued for its status and taint writes.
+//
+// The pass does not yield to the event loop. It once did, every 100 nodes, so that the channel
+// flushed meanwhile; but each yield let in the reconciles of the nodes already planned and the
+// reports of the agents already served, and those took the pass from ~0.15 s to ~2 s for 1,000
+// nodes (measured): the last agents waited for the status writes of the first. Uninterrupted, the
+// pass costs about 0.15 ms per node, and every session flushes right after it.
+// Requests coalesce: any number of changes before a pass starts cause one pass.
 import type { FleetContext } from '../../fleet/context.js';
 import type { NodePlanner } from './planner.js';
-
-/** Nodes planned between two turns of the event loop. */
-const SLICE = 100;
 
 export interface PlanFanOutOptions {
   ctx: FleetContext;
@@ -21,8 +24,8 @@ export interface PlanFanOutOptions {
 
 export class PlanFanOut {
   private scheduled = false;
-  private running = false;
-  private again = false;
+  /** When the oldest change not yet replanned was requested (ms). */
+  private requestedAt: number | undefined;
   /** Passes completed (for tests and logs). */
   passes = 0;
 
@@ -34,39 +37,35 @@ export class PlanFanOut {
       for (const name of this.opts.ctx.caches.nodes.keys()) this.opts.enqueue(name);
       return;
     }
-    if (this.running) {
-      this.again = true;
-      return;
-    }
+    this.requestedAt ??= this.opts.ctx.clock.now();
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => void this.run());
+    // After the current event's handlers: a burst of changes (a watch batch) makes one pass.
+    setImmediate(() => this.run());
   }
 
-  private async run(): Promise<void> {
+  private run(): void {
     this.scheduled = false;
-    this.running = true;
+    if (!this.opts.active()) return;
     const { ctx, planner, enqueue } = this.opts;
+    const requestedAt = this.requestedAt ?? ctx.clock.now();
+    this.requestedAt = undefined;
+    const started = ctx.clock.now();
+    const names = ctx.caches.nodes.keys();
+    let changed = 0;
     try {
-      do {
-        this.again = false;
-        const names = ctx.caches.nodes.keys();
-        for (const [i, name] of names.entries()) {
-          const node = ctx.caches.nodes.get(name);
-          const secaiNode = ctx.caches.secaiNodes.get(name);
-          // A node not enrolled yet is planned by its reconcile, which enrols it.
-          if (node && secaiNode) planner.planAndPublish(node, secaiNode, ctx.clock.now());
-          enqueue(name);
-          if ((i + 1) % SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
-        }
-        this.passes++;
-      } while (this.again && this.opts.active());
+      for (const name of names) {
+        const node = ctx.caches.nodes.get(name);
+        const secaiNode = ctx.caches.secaiNodes.get(name);
+        // A node not enrolled yet is planned by its reconcile, which enrols it.
+        if (node && secaiNode && planner.planAndPublish(node, secaiNode, ctx.clock.now()).published) changed++;
+      }
+      this.passes++;
+      ctx.logger.info({ nodes: names.length, changed, waitedMs: started - requestedAt, tookMs: ctx.clock.now() - started }, 'fleet replanned');
     } catch (err) {
-      // The reconciles queued above recompute every plan anyway; nothing is lost but time.
+      // The reconciles queued below recompute every plan anyway; nothing is lost but time.
       ctx.logger.error({ err }, 'fleet-wide replanning failed');
-      for (const name of ctx.caches.nodes.keys()) enqueue(name);
-    } finally {
-      this.running = false;
     }
+    for (const name of names) enqueue(name);
   }
 }

@@ -53,6 +53,8 @@ export function assignGeneration(
 
 export interface PlannedNode {
   result: NodePlanResult;
+  /** Whether the plan was new (another generation or digest) and went to the agent. */
+  published: boolean;
   current: CurrentPlan;
   egressRevisions: Record<string, string | undefined>;
 }
@@ -83,7 +85,7 @@ export class NodePlanner {
     if (size > MAX_MESSAGE_BYTES) {
       const kept = published ?? persisted;
       const tooLarge = `the plan is ${size} bytes, over the channel limit of ${MAX_MESSAGE_BYTES}`;
-      return { result, egressRevisions, current: { generation: kept?.generation ?? 0, digest: kept?.digest ?? '', requireSecureBoot: false, tooLarge } };
+      return { result, published: false, egressRevisions, current: { generation: kept?.generation ?? 0, digest: kept?.digest ?? '', requireSecureBoot: false, tooLarge } };
     }
     const generation = assignGeneration(result.plan.digest, {
       published,
@@ -91,9 +93,10 @@ export class NodePlanner {
       agent: this.agentPlan(name),
     });
     result.plan.generation = generation;
-    ctx.plans.publish(name, result.plan, { ...result, egressRevisions }, now);
+    const isNew = ctx.plans.publish(name, result.plan, { ...result, egressRevisions }, now);
     return {
       result,
+      published: isNew,
       egressRevisions,
       current: {
         generation,

@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import importLayering from './hack/eslint/import-layering.js';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'hack/tools/', 'hack/bin/', '.lab/', '.test-output/', 'api/gen/', 'coverage/'] },
+  { ignores: ['node_modules/', 'hack/tools/', 'hack/bin/', '.lab/', '.test-output/', 'api/gen/', 'coverage/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

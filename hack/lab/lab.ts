@@ -47,13 +47,19 @@ export async function labDown(dir: string): Promise<void> {
   rmSync(paths.dir, { recursive: true, force: true });
 }
 
-export async function labUp(dir: string, nodes: number, timeoutMs = 600_000): Promise<{ topology: LabTopology; state: LabState }> {
+/**
+ * `dieWithParent` (for tests): the supervisor gets SIGTERM, and so removes the lab, when the process
+ * that started it dies, however it dies. Without it the lab outlives `make lab`, as it should.
+ */
+export async function labUp(dir: string, nodes: number, timeoutMs = 600_000, opts: { dieWithParent?: boolean } = {}): Promise<{ topology: LabTopology; state: LabState }> {
   const paths = labPaths(dir);
   if (supervisorPid(paths)) throw new Error(`a lab is already running in ${paths.dir}; run \`make lab-down\` first`);
   await labDown(dir);
   mkdirSync(paths.logs, { recursive: true });
   const fd = openSync(join(paths.logs, 'supervisor.log'), 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'hack', 'lab', 'supervisor.ts'), paths.dir, String(nodes)], {
+  const supervisor = [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'hack', 'lab', 'supervisor.ts'), paths.dir, String(nodes)];
+  const [command, ...args] = opts.dieWithParent ? ['setpriv', '--pdeathsig', 'TERM', '--', ...supervisor] : supervisor;
+  const child = spawn(command!, args, {
     cwd: REPO_ROOT,
     detached: true,
     stdio: ['ignore', fd, fd],

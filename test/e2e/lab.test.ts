@@ -59,7 +59,7 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined>, 
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'secai-lab-e2e-'));
-  ({ topology } = await labUp(dir, NODES));
+  ({ topology } = await labUp(dir, NODES, undefined, { dieWithParent: true }));
   kube = await KubeClient.fromKubeconfigFile(topology.kubeconfig);
 }, 600_000);
 

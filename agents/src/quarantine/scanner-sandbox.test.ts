@@ -130,3 +130,12 @@ it('builds the command with limits first and the artifact bound read-only', () =
   for (const flag of ['--unshare-all', '--clearenv', '--die-with-parent', '--disable-userns']) expect(args).toContain(flag);
   expect(args.slice(args.indexOf('--cap-drop'), args.indexOf('--cap-drop') + 2)).toEqual(['--cap-drop', 'ALL']);
 });
+
+it('mounts its /tmp before any bind, so that a project or artifact under /tmp stays visible', () => {
+  const { args } = sandboxCommand({ projectRoot: '/tmp/checkout', nodeBinary: '/usr/bin/node', bwrap: 'bwrap', artifactPath: '/tmp/staging/a.gguf', limits: { addressSpaceBytes: 1, dataBytes: 2, fileSizeBytes: 3, cpuSeconds: 4 } });
+  const tmpfs = args.indexOf('--tmpfs');
+  expect(args[tmpfs + 1]).toBe('/tmp');
+  expect(args.lastIndexOf('--tmpfs')).toBe(tmpfs);
+  expect(tmpfs).toBeLessThan(args.indexOf('--ro-bind'));
+  expect(args).toContain('/tmp/checkout/agents/src/quarantine');
+});

@@ -93,11 +93,13 @@ export function sandboxCommand(options: {
     '--cap-drop', 'ALL',
     '--clearenv',
     '--setenv', 'PATH', '/usr/bin:/bin',
+    // The scratch tmpfs first: bwrap mounts in order, and a tmpfs mounted over /tmp after the binds
+    // would hide any of them under /tmp (a checkout in /tmp, the artifact's staging directory).
+    '--tmpfs', '/tmp',
     ...mounts,
     '--ro-bind', artifactPath, SANDBOX_ARTIFACT_PATH,
     '--proc', '/proc',
     '--dev', '/dev',
-    '--tmpfs', '/tmp',
     // The root bwrap builds is a tmpfs; nothing outside /tmp needs to be writable.
     '--remount-ro', '/',
     '--chdir', projectRoot,

@@ -94,8 +94,8 @@ it('does its whole job with only the granted verbs', async () => {
   expect(svc.status).toBe('True');
   // No agent enforces anything here, so the canary misses its deadline: the rollout stops.
   await eventually(async () => ((await env.get('egresspolicies', 'rbac-egress'))?.status?.rollout as { state?: string })?.state === 'Stopped', 30_000, 'the rollout to stop');
-  expect((await env.events('rbac-egress')).map((e) => e.reason)).toEqual(expect.arrayContaining(['RolloutStarted', 'CanaryFailed']));
-  expect((await env.events('rbac-node')).map((e) => e.reason)).toContain('Enrolled');
+  expect(await env.eventReasons('rbac-egress', ['RolloutStarted', 'CanaryFailed'])).toEqual(expect.arrayContaining(['RolloutStarted', 'CanaryFailed']));
+  expect(await env.eventReasons('rbac-node', ['Enrolled'])).toContain('Enrolled');
   await env.admin.request({ method: 'GET', path: `/api/v1/namespaces/${OPERATOR_NAMESPACE}/configmaps/egress-rollout.rbac-egress` });
   const lease = await env.admin.request<{ spec: { holderIdentity: string } }>({ method: 'GET', path: `/apis/coordination.k8s.io/v1/namespaces/${OPERATOR_NAMESPACE}/leases/secai-fleet-operator` });
   expect(lease.spec.holderIdentity).toBe('rbac-test');

@@ -103,7 +103,7 @@ it('releases to one canary, then in waves bounded by maxUnavailable, keeping unr
   await steady(2, 6);
   for (const a of agents) a.apply();
   await eventually(async () => ((await policy())?.status?.rollout as { state?: string } | undefined)?.state === 'Complete', 15_000, 'the second rollout to complete');
-  const events = (await env.events('waves')).map((e) => e.reason);
+  const events = await env.eventReasons('waves', ['RolloutStarted', 'RolloutStarted', 'RolloutComplete', 'RolloutComplete']);
   expect(events.filter((r) => r === 'RolloutStarted')).toHaveLength(2);
   expect(events.filter((r) => r === 'RolloutComplete')).toHaveLength(2);
 }, 120_000);

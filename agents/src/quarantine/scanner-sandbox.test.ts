@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { tinyModelBytes } from '../../../test/support/tiny-model.js';
 import { runCommand } from '../exec.js';
 import { DEFAULT_QUARANTINE_POLICY, type ScannerPolicy } from './policy.js';
-import { createScannerSandbox, sandboxCommand } from './scanner-sandbox.js';
+import { createScannerSandbox, SANDBOX_PROJECT_PATH, sandboxCommand } from './scanner-sandbox.js';
 import { SCANNER_PROTOCOL_VERSION, type ScanJob } from './scanner-protocol.js';
 import { computeTensorTree } from './tensor-tree.js';
 import { Reason } from './verdict.js';
@@ -131,11 +131,14 @@ it('builds the command with limits first and the artifact bound read-only', () =
   expect(args.slice(args.indexOf('--cap-drop'), args.indexOf('--cap-drop') + 2)).toEqual(['--cap-drop', 'ALL']);
 });
 
-it('mounts its /tmp before any bind, so that a project or artifact under /tmp stays visible', () => {
+it('mounts its /tmp before any bind, and the project at a fixed path, wherever the checkout is', () => {
   const { args } = sandboxCommand({ projectRoot: '/tmp/checkout', nodeBinary: '/usr/bin/node', bwrap: 'bwrap', artifactPath: '/tmp/staging/a.gguf', limits: { addressSpaceBytes: 1, dataBytes: 2, fileSizeBytes: 3, cpuSeconds: 4 } });
   const tmpfs = args.indexOf('--tmpfs');
   expect(args[tmpfs + 1]).toBe('/tmp');
   expect(args.lastIndexOf('--tmpfs')).toBe(tmpfs);
   expect(tmpfs).toBeLessThan(args.indexOf('--ro-bind'));
-  expect(args).toContain('/tmp/checkout/agents/src/quarantine');
+  // The code at a fixed path on the read-only root, not where the checkout is.
+  const code = args.indexOf('/tmp/checkout/agents/src/quarantine');
+  expect(args.slice(code - 1, code + 2)).toEqual(['--ro-bind', '/tmp/checkout/agents/src/quarantine', `${SANDBOX_PROJECT_PATH}/agents/src/quarantine`]);
+  expect(args.slice(args.indexOf('--chdir'), args.indexOf('--chdir') + 2)).toEqual(['--chdir', SANDBOX_PROJECT_PATH]);
 });

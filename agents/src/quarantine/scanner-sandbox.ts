@@ -2,12 +2,13 @@
 // scanner: new user, pid, net, ipc, uts and mount namespaces (so no network at all), all
 // capabilities dropped, an empty environment, no nested user namespaces, nobody inside, the
 // system and the scanner's code (as plain JavaScript, scanner-code.ts) read-only, the artifact
-// bound read-only at a fixed path, a private /tmp,
+// bound read-only at a fixed path, the code at a fixed path too (SANDBOX_PROJECT_PATH, wherever the
+// checkout is), a private /tmp,
 // resource limits set by prlimit before bwrap starts, and a wall-clock timeout. The job goes in on
 // stdin, the outcome comes back on stdout; a crash, a kill or a timeout is a rejection with a
 // reason code, never an exception of the agent.
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Exec } from '../exec.js';
 import type { ScannerPolicy } from './policy.js';
@@ -52,6 +53,13 @@ function systemMounts(): string[] {
   return args;
 }
 
+/**
+ * Where the project's files appear inside: a fixed path on the sandbox's read-only root, so that the
+ * code is read-only and no host path leaks in wherever the checkout is (under /tmp, the private
+ * /tmp would otherwise hold it, writable).
+ */
+export const SANDBOX_PROJECT_PATH = '/scanner';
+
 /** The bwrap and prlimit command line; pure, so a test can read it. */
 export const SCANNER_CODE = 'agents/src/quarantine';
 export const SCANNER_ENTRY = `${SCANNER_CODE}/scanner-main.ts`;
@@ -70,17 +78,20 @@ export function sandboxCommand(options: {
   const { projectRoot, nodeBinary, artifactPath, limits } = options;
   const code = resolve(projectRoot, SCANNER_CODE);
   const under = (p: string, root: string) => p === root || p.startsWith(`${root}/`);
+  /** A host path as the sandbox sees it: the project's files under SANDBOX_PROJECT_PATH. */
+  const inside = (p: string) => (under(p, projectRoot) ? join(SANDBOX_PROJECT_PATH, relative(projectRoot, p)) : p);
   let entry = resolve(projectRoot, options.entry ?? SCANNER_ENTRY);
   if (options.codeDir && under(entry, code)) entry = entry.replace(/\.ts$/, '.js');
   const mounts = systemMounts();
-  if (!under(nodeBinary, '/usr') && !under(nodeBinary, resolve(projectRoot, 'node_modules'))) mounts.push('--ro-bind', nodeBinary, nodeBinary);
+  const nodeModules = resolve(projectRoot, 'node_modules');
+  if (!under(nodeBinary, '/usr') && !under(nodeBinary, nodeModules)) mounts.push('--ro-bind', nodeBinary, inside(nodeBinary));
   // Only what the scanner loads: the project may hold lab kubeconfigs and test PKI, and a
   // compromised scanner could copy them into the verdict message it prints. package.json makes
   // the code ES modules; node_modules holds the sigstore libraries.
-  for (const p of ['node_modules', 'package.json'].map((p) => resolve(projectRoot, p)).filter((p) => existsSync(p))) mounts.push('--ro-bind', p, p);
-  mounts.push('--ro-bind', options.codeDir ?? code, code);
+  for (const p of [nodeModules, resolve(projectRoot, 'package.json')].filter((p) => existsSync(p))) mounts.push('--ro-bind', p, inside(p));
+  mounts.push('--ro-bind', options.codeDir ?? code, inside(code));
   // An entry outside the scanner's code (a test probe) runs on Node's own type stripping.
-  if (!under(entry, code)) mounts.push('--ro-bind', entry, entry);
+  if (!under(entry, code)) mounts.push('--ro-bind', entry, inside(entry));
   const bwrap = [
     options.bwrap,
     '--unshare-all',
@@ -102,15 +113,15 @@ export function sandboxCommand(options: {
     '--dev', '/dev',
     // The root bwrap builds is a tmpfs; nothing outside /tmp needs to be writable.
     '--remount-ro', '/',
-    '--chdir', projectRoot,
+    '--chdir', SANDBOX_PROJECT_PATH,
     '--',
-    nodeBinary,
+    inside(nodeBinary),
     // Without the trap handler V8 bounds-checks WebAssembly instead of reserving 8 GiB guard
     // regions per memory, which the address-space limit would refuse.
     '--disable-wasm-trap-handler',
     '--max-old-space-size=512',
     '--disable-warning=ExperimentalWarning',
-    entry,
+    inside(entry),
     ...(options.entryArgs ?? []),
   ];
   return {

@@ -95,6 +95,23 @@ export class FleetEnv {
     return list.items;
   }
 
+  /**
+   * The reasons of the Events about an object, once every reason in `expected` is among them (as
+   * often as listed). Controllers record an Event after the status write that a test waits for, so
+   * a single read right after could miss it.
+   */
+  async eventReasons(regardingName: string, expected: string[], timeoutMs = 10_000): Promise<string[]> {
+    const count = (list: string[], reason: string) => list.filter((r) => r === reason).length;
+    let reasons: string[] = [];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      reasons = (await this.events(regardingName)).map((e) => e.reason);
+      if (expected.every((r) => count(reasons, r) >= count(expected, r))) return reasons;
+      if (Date.now() > deadline) return reasons;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
   async createSecret(name: string, data: Record<string, string>, namespace = OPERATOR_NAMESPACE): Promise<void> {
     await this.admin.request({ method: 'POST', path: `/api/v1/namespaces/${namespace}/secrets`, body: { metadata: { name }, stringData: data } });
   }

@@ -100,10 +100,19 @@ async function memoryBreakdown(operator: OperatorProcess): Promise<string> {
   const smaps = readFileSync(`/proc/${operator.pid}/smaps`, 'utf8');
   const brk = smaps.indexOf('[heap]');
   const brkRss = brk < 0 ? 0 : Number(/Rss:\s+(\d+)/.exec(smaps.slice(brk))?.[1] ?? 0) * 1024;
-  const v8 = await gauge(operator, 'nodejs_heap_size_total_bytes');
-  const used = await gauge(operator, 'nodejs_heap_size_used_bytes');
-  const external = await gauge(operator, 'nodejs_external_memory_bytes');
-  return `rss ${mb(residentSet(operator.pid!).current)}, V8 heap ${mb(v8)} (used ${mb(used)}), external ${mb(external)}, C heap ${mb(brkRss)}`;
+  const rss = `rss ${mb(residentSet(operator.pid!).current)}, C heap ${mb(brkRss)}`;
+  // For the log only: a busy operator may answer late (retried, and the wait is shown).
+  const asked = Date.now();
+  let text: string;
+  try {
+    text = await eventually(() => operator.metrics(), 30_000, 'the operator metrics');
+  } catch (err) {
+    return `${rss}; metrics unavailable: ${String(err)}`;
+  }
+  const v8 = seriesValue(text, 'nodejs_heap_size_total_bytes');
+  const used = seriesValue(text, 'nodejs_heap_size_used_bytes');
+  const external = seriesValue(text, 'nodejs_external_memory_bytes');
+  return `${rss}, V8 heap ${mb(v8)} (used ${mb(used)}), external ${mb(external)}; metrics answered in ${Date.now() - asked} ms`;
 }
 
 /** The simulated fleet's process, spoken to over IPC. */
@@ -175,10 +184,13 @@ function policyBody(version: number) {
   };
 }
 
-async function gauge(operator: OperatorProcess, series: string): Promise<number> {
-  const text = await operator.metrics();
+function seriesValue(text: string, series: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : NaN;
+}
+
+async function gauge(operator: OperatorProcess, series: string): Promise<number> {
+  return seriesValue(await operator.metrics(), series);
 }
 
 /** The sum of every series of `name` (any labels). */

@@ -82,6 +82,18 @@ describe('SecAINode lifecycle and the not-compliant taint', () => {
     a.apply();
     await eventually(async () => !(await tainted('life-1')), 15_000, 'the taint to go again');
 
+    // A boot state that stops matching, then matches again: the condition and an Event each way.
+    const fresh = a.reportFor();
+    a.send({ ...fresh, attestation: { ...fresh.attestation!, mismatchedPcrs: [7] } });
+    const mismatched = await eventually(async () => {
+      const n = await secaiNode('life-1');
+      return condition(n, 'Attested')?.status === 'False' ? n : undefined;
+    }, 15_000, 'Attested=False');
+    expect(condition(mismatched, 'Attested')).toMatchObject({ reason: 'PcrMismatch', message: expect.stringContaining('PCRs 7') });
+    a.send(a.reportFor());
+    await eventually(async () => condition(await secaiNode('life-1'), 'Attested')?.status === 'True', 15_000, 'Attested=True again');
+    expect(await env.eventReasons('life-1', ['AttestationFailed', 'Attested'])).toEqual(expect.arrayContaining(['AttestationFailed', 'Attested']));
+
     // Leaving the fleet: the SecAINode goes and the taint is taken off the Node that remains.
     a.send({ ...a.reportFor(), planError: 'boom' });
     await eventually(() => tainted('life-1'), 15_000, 'tainted before leaving');

@@ -168,6 +168,17 @@ export class NodeReconciler {
         compliant.message,
       );
     }
+    // Boot state: a node that stops matching its expected values, and one that matches again.
+    const attested = conditionTransition(before?.conditions, after.conditions, 'Attested');
+    if (attested?.status === 'False' || (attested?.status === 'True' && findCondition(before?.conditions, 'Attested')?.status === 'False')) {
+      await this.ctx.events.record(
+        obj,
+        attested.status === 'True' ? 'Normal' : 'Warning',
+        attested.status === 'True' ? 'Attested' : 'AttestationFailed',
+        'EvaluateAttestation',
+        `${attested.reason}: ${attested.message}`,
+      );
+    }
     const audit = conditionTransition(before?.conditions, after.conditions, 'AuditVerified');
     if (audit?.status === 'False') {
       await this.ctx.events.record(obj, 'Warning', 'AuditVerificationFailed', 'VerifyAuditLog', `${audit.reason}: ${audit.message}`);

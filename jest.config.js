@@ -7,7 +7,8 @@ export default {
   },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testMatch: ['<rootDir>/**/*.test.ts'],
-  testPathIgnorePatterns: ['/node_modules/', '/hack/tools/', '/.lab/'],
+  // hack/run-tests.sh runs the benchmarks on their own, after everything else.
+  testPathIgnorePatterns: ['/node_modules/', '/hack/tools/', '/.lab/', ...(process.env.SECAI_SKIP_BENCHMARKS === 'true' ? ['/test/bench/'] : [])],
   modulePathIgnorePatterns: ['<rootDir>/.lab/', '<rootDir>/hack/tools/'],
   globalSetup: '<rootDir>/test/support/global-setup.mjs',
   globalTeardown: '<rootDir>/test/support/global-teardown.mjs',

@@ -1,8 +1,9 @@
 // The quarantine quality bars of DESIGN.md section 8, measured side by side in one run: the
 // verdict pass over a 1 GiB GGUF at least 0.9x `openssl dgst -sha256` on the same file (medians of
-// interleaved runs), and the header of a 150,000-token vocabulary parsed in under 60 ms. The
-// sandboxed pass (as the agent runs it) and the end-to-end time with the tensor-tree job are
-// reported beside it.
+// interleaved runs), both in-process and sandboxed as the agent runs it (bubblewrap and a fresh
+// Node included), and the header of a 150,000-token vocabulary parsed in under 60 ms. The
+// end-to-end time with the tensor-tree job is reported beside it. hack/run-tests.sh runs the
+// benchmarks on their own, after the other suites.
 import { measureThroughput, measureVocabularyParse } from './quarantine-bench.js';
 
 it('parses the header of a 150,000-token vocabulary in under 60 ms', () => {
@@ -17,4 +18,5 @@ it('makes the verdict pass over a 1 GiB GGUF at least 0.9x as fast as openssl dg
   process.stderr.write(`verdict pass: ${JSON.stringify(result)}\n`);
   expect(result.verdicts).toEqual(['Passed Integrity:Passed Signature:NotRequested Format:Passed StaticScan:Passed']);
   expect(result.ratio.inProcess).toBeGreaterThanOrEqual(0.9);
+  expect(result.ratio.sandboxed).toBeGreaterThanOrEqual(0.9);
 }, 300_000);

@@ -136,9 +136,11 @@ it('stops at a canary that has not enforced within progressDeadlineSeconds', asy
   // This time the canary says nothing at all (and its earlier error is about an earlier plan).
   const [canary] = await eventually(() => (on(4).length === 1 ? on(4) : undefined), 15_000, 'the canary');
   for (const a of agents) a.autoApply = a !== canary;
+  // The previous test left this policy's rollout Stopped: wait for the stop of this revision.
   const stopped = await eventually(async () => {
     const p = await policy();
-    return (p?.status?.rollout as { state?: string })?.state === 'Stopped' ? p : undefined;
+    const stop = (p?.status?.rollout as { state?: string })?.state === 'Stopped' && condition(p, 'Ready')?.message?.includes('not enforced within');
+    return stop ? p : undefined;
   }, 20_000, 'the rollout to stop at the deadline');
   expect(Date.now() - started).toBeGreaterThanOrEqual(4000);
   expect(condition(stopped, 'Ready')?.message).toContain('not enforced within 5s');

@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import { consistencyProofRanges, inclusionProofRanges, leafHash } from '../../../api/audit/merkle.js';
 import { treeHeadSigningInput, verifyTreeHeadSignature } from '../../../api/audit/tree-head.js';
 import type { ConsistencyProof, SignedTreeHead } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { fsyncPath } from '../fsync.js';
 import { auditLogMetrics, type AuditLogMetrics } from './audit-metrics.js';
 import type { AuditEvent, AuditSink } from './audit-sink.js';
 import {
@@ -244,9 +245,7 @@ export class AuditLog implements AuditSink {
     const path = join(this.dir, SEGMENTS_DIR, segmentName(this.tree.size));
     const handle = await open(path, 'wx', 0o640);
     this.segment = { handle, path, bytes: 0 };
-    const dir = await open(join(this.dir, SEGMENTS_DIR), 'r');
-    await dir.sync();
-    await dir.close();
+    await fsyncPath(join(this.dir, SEGMENTS_DIR));
     this.logger.info({ closed: closed.path, next: path }, 'audit segment rotated');
   }
 

@@ -6,6 +6,7 @@ import { open, rename, writeFile } from 'node:fs/promises';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { keyFingerprint } from '../../../api/audit/tree-head.js';
+import { fsyncPath } from '../fsync.js';
 import { KEY_FILE, PUBLIC_KEY_FILE } from './log-files.js';
 
 const MAX_KEY_FILE_BYTES = 4096;
@@ -23,14 +24,6 @@ export function rawPublicKey(key: KeyObject): Buffer {
   return Buffer.from(jwk.x, 'base64url');
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 async function createKey(path: string): Promise<boolean> {
   const { privateKey } = generateKeyPairSync('ed25519');
@@ -71,7 +64,7 @@ async function readKey(path: string): Promise<KeyObject> {
 /** Loads the node key from `dir`, creating it on first use; also keeps node-key.pub for auditors. */
 export async function loadOrCreateNodeKey(dir: string): Promise<NodeKey> {
   const path = join(dir, KEY_FILE);
-  if (await createKey(path)) await syncDir(dir);
+  if (await createKey(path)) await fsyncPath(dir);
   const privateKey = await readKey(path);
   const publicKey = rawPublicKey(privateKey);
   const pubPath = join(dir, PUBLIC_KEY_FILE);
@@ -82,7 +75,7 @@ export async function loadOrCreateNodeKey(dir: string): Promise<NodeKey> {
   if (stored === undefined) {
     await writeFile(`${pubPath}.tmp`, `${publicKey.toString('hex')}\n`, { mode: 0o644 });
     await rename(`${pubPath}.tmp`, pubPath);
-    await syncDir(dir);
+    await fsyncPath(dir);
   } else if (!stored.equals(publicKey)) {
     throw new Error(`${pubPath} does not match ${path}: one of them was replaced`);
   }

@@ -77,15 +77,19 @@ function validStage(v: unknown, expected: StageName): v is StageResult {
   return true;
 }
 
-/** The outcome if `text` is exactly a valid one, else undefined. */
-export function parseScanOutcome(text: string): ScanOutcome | undefined {
+/** The JSON value of a printed outcome, or undefined when it is too long or not JSON. */
+function parseBounded(text: string): unknown {
   if (text.length > MAX_OUTCOME_BYTES) return undefined;
-  let v: unknown;
   try {
-    v = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
     return undefined;
   }
+}
+
+/** The outcome if `text` is exactly a valid one, else undefined. */
+export function parseScanOutcome(text: string): ScanOutcome | undefined {
+  const v = parseBounded(text);
   if (!isRecord(v) || v.version !== SCANNER_PROTOCOL_VERSION || !Array.isArray(v.stages) || !isRecord(v.facts)) return undefined;
   if (v.stages.length !== SCANNER_STAGES.length || !v.stages.every((s, i) => validStage(s, SCANNER_STAGES[i]!))) return undefined;
   const f = v.facts;
@@ -100,13 +104,7 @@ export function parseScanOutcome(text: string): ScanOutcome | undefined {
 
 /** The tree outcome if `text` is exactly a valid one, else undefined. */
 export function parseTensorTreeOutcome(text: string): TensorTreeOutcome | undefined {
-  if (text.length > MAX_OUTCOME_BYTES) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+  const v = parseBounded(text);
   if (!isRecord(v) || v.version !== SCANNER_PROTOCOL_VERSION) return undefined;
   if (v.status === 'changed') {
     if (Object.keys(v).length !== 3 || typeof v.message !== 'string' || v.message.length > MAX_MESSAGE) return undefined;

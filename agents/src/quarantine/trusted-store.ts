@@ -11,6 +11,7 @@
 // file or none. The manifest goes in last; an artifact without one is not trusted.
 import { open, mkdir, readFile, rename, rm, stat, chmod, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fsyncPath } from '../fsync.js';
 import type { Verdict } from './verdict.js';
 
 export const MANIFEST_VERSION = 1;
@@ -80,23 +81,6 @@ async function writeAtomically(path: string, content: string, mode: number): Pro
   await rename(tmp, path);
 }
 
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 export class TrustedStore {
   readonly stagingDir: string;
@@ -169,11 +153,11 @@ export class TrustedStore {
       return { ok: true, path: target, alreadyTrusted: true };
     }
     // The bytes reach the disk before the name does, so a crash cannot leave a short trusted file.
-    await syncFile(stagedPath);
+    await fsyncPath(stagedPath);
     await chmod(stagedPath, 0o444);
     await rename(stagedPath, target);
     await writeAtomically(this.manifestPath(manifest.sha256), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
-    await syncDirectory(this.trustedDir);
+    await fsyncPath(this.trustedDir);
     return { ok: true, path: target, alreadyTrusted: false };
   }
 
@@ -201,7 +185,7 @@ export class TrustedStore {
       const record: ContainmentRecord = { sha256, reason, containedAt: now.toISOString() };
       await writeAtomically(recordPath, `${JSON.stringify(record, null, 2)}\n`, 0o600);
     }
-    await syncDirectory(this.trustedDir);
+    await fsyncPath(this.trustedDir);
     return { moved };
   }
 
@@ -219,7 +203,7 @@ export class TrustedStore {
     // The manifest goes first: without it the artifact is no longer trusted.
     await rm(this.manifestPath(sha256), { force: true });
     await rm(this.artifactPath(sha256), { force: true });
-    await syncDirectory(this.trustedDir);
+    await fsyncPath(this.trustedDir);
     return { removed: existed };
   }
 }

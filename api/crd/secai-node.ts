@@ -62,6 +62,45 @@ export const secaiNodeStatus = object('SecAINodeStatus', 'What the node reports 
         }),
       ),
       checkedAt: optional(timestamp('When the node last measured.')),
+      secureBootVerified: optional(boolean('Whether secureBoot comes from a boot event log that replays to a verified quote of PCR 7 (otherwise it is what the agent reads from efivarfs).')),
+      enrolment: optional(
+        object('NodeAttestationEnrolment', 'The TPM keys the operator enrolled: the EK, and the AK proven by credential activation to live in the same TPM.', {
+          ekFingerprint: required(sha256('SHA-256 of the endorsement key (its SubjectPublicKeyInfo).')),
+          ekCertificate: optional(
+            object('NodeEndorsementCertificate', 'The EK certificate from the TPM, when it has one.', {
+              subject: required(string('Its subject.', { maxLength: 256 })),
+              issuer: required(string('Its issuer.', { maxLength: 256 })),
+              serial: required(string('Its serial number (hex).', { maxLength: 64 })),
+              trusted: required(boolean('Whether it chains to one of the fleet\'s EK CAs.')),
+            }),
+          ),
+          akPublic: required(string('The AK public area (TPM2B_PUBLIC, base64).', { maxLength: 1400, pattern: '^[A-Za-z0-9+/]+={0,2}$' })),
+          akName: required(string('The AK Name (hex): its name algorithm and the digest of its public area.', { maxLength: 132, pattern: '^[0-9a-f]+$' })),
+          enrolledAt: required(timestamp('When credential activation succeeded.')),
+        }),
+      ),
+      quote: optional(
+        object('NodeAttestationQuote', 'The last quote the operator verified.', {
+          verifiedAt: required(timestamp('When it was verified.')),
+          pcrBank: required(string('The quoted PCR bank.', { maxLength: 16 })),
+          pcrs: required(
+            array(
+              'The quoted PCR values.',
+              object('QuotedPcr', 'One quoted PCR.', {
+                index: required(integer('The PCR index.', { minimum: 0, maximum: 23 })),
+                value: required(string('Its value (hex).', { maxLength: 128, pattern: '^[0-9a-f]+$' })),
+              }),
+              { maxItems: 24, listType: 'map', listMapKeys: ['index'] },
+            ),
+          ),
+          resetCount: optional(integer('The TPM\'s reset count (it changes with every reboot).', { minimum: 0, maximum: 4294967295 })),
+          eventLogEvents: optional(integer('Events in the boot event log that replayed to the quote; absent without a log.', { minimum: 0, maximum: 1000000 })),
+          replayedPcrs: optional(
+            array('Quoted PCRs the event log explains.', integer('A PCR index.', { minimum: 0, maximum: 23 }), { maxItems: 24, listType: 'set' }),
+          ),
+        }),
+      ),
+      failure: optional(string('Why the last enrolment or quote failed; the Attested condition\'s reason names the check.', { maxLength: 1024 })),
     }),
   ),
   vault: optional(

@@ -515,6 +515,56 @@ export interface NodeEgressStatus {
   allowEntries?: number;
 }
 
+/** The EK certificate from the TPM, when it has one. */
+export interface NodeEndorsementCertificate {
+  /** Its subject. */
+  subject: string;
+  /** Its issuer. */
+  issuer: string;
+  /** Its serial number (hex). */
+  serial: string;
+  /** Whether it chains to one of the fleet's EK CAs. */
+  trusted: boolean;
+}
+
+/** The TPM keys the operator enrolled: the EK, and the AK proven by credential activation to live in the same TPM. */
+export interface NodeAttestationEnrolment {
+  /** SHA-256 of the endorsement key (its SubjectPublicKeyInfo). */
+  ekFingerprint: string;
+  /** The EK certificate from the TPM, when it has one. */
+  ekCertificate?: NodeEndorsementCertificate;
+  /** The AK public area (TPM2B_PUBLIC, base64). */
+  akPublic: string;
+  /** The AK Name (hex): its name algorithm and the digest of its public area. */
+  akName: string;
+  /** When credential activation succeeded. */
+  enrolledAt: string;
+}
+
+/** One quoted PCR. */
+export interface QuotedPcr {
+  /** The PCR index. */
+  index: number;
+  /** Its value (hex). */
+  value: string;
+}
+
+/** The last quote the operator verified. */
+export interface NodeAttestationQuote {
+  /** When it was verified. */
+  verifiedAt: string;
+  /** The quoted PCR bank. */
+  pcrBank: string;
+  /** The quoted PCR values. */
+  pcrs: QuotedPcr[];
+  /** The TPM's reset count (it changes with every reboot). */
+  resetCount?: number;
+  /** Events in the boot event log that replayed to the quote; absent without a log. */
+  eventLogEvents?: number;
+  /** Quoted PCRs the event log explains. */
+  replayedPcrs?: number[];
+}
+
 /** Boot state against the expected values in the node plan. */
 export interface NodeAttestationStatus {
   /** The Secure Boot state. */
@@ -529,6 +579,14 @@ export interface NodeAttestationStatus {
   mismatchedPcrs?: number[];
   /** When the node last measured. */
   checkedAt?: string;
+  /** Whether secureBoot comes from a boot event log that replays to a verified quote of PCR 7 (otherwise it is what the agent reads from efivarfs). */
+  secureBootVerified?: boolean;
+  /** The TPM keys the operator enrolled: the EK, and the AK proven by credential activation to live in the same TPM. */
+  enrolment?: NodeAttestationEnrolment;
+  /** The last quote the operator verified. */
+  quote?: NodeAttestationQuote;
+  /** Why the last enrolment or quote failed; the Attested condition's reason names the check. */
+  failure?: string;
 }
 
 /** The encrypted vault on the node. */

@@ -1,16 +1,20 @@
 // A software TPM (swtpm) for tests and the lab: socket mode on free loopback ports, or on UNIX
 // sockets in the state directory (the lab: an agent inside a network namespace cannot reach the root
 // namespace's loopback, but it can reach a socket file), state in a directory, started fresh
-// (not-need-init, startup-clear). It dies with the process that started it.
+// (not-need-init, startup-clear), optionally manufactured with EK certificates. It dies with the
+// process that started it.
 import { spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
+import { runChecked, runCommand } from '../../agents/src/exec.js';
 import { isAlive } from '../../hack/control-plane/control-plane.js';
 
 export interface Swtpm {
   /** TPM2TOOLS_TCTI value for tpm2-tools. */
   tcti: string;
+  /** With an EK certificate: the PEM of the local CA that issued it (intermediate and root). */
+  ekCa?: string;
   pid: number;
   stop(): Promise<void>;
 }
@@ -65,9 +69,28 @@ function acceptsUnix(path: string): Promise<boolean> {
 }
 
 
+/**
+ * Manufactures a TPM as a vendor would, once per state directory (swtpm_setup): an RSA and an ECC EK
+ * persisted at their TCG handles, each with an EK certificate in NV issued by a local CA kept in
+ * `caDir` (made on first use), and the SHA-1 and SHA-256 PCR banks. Returns the CA's certificates.
+ */
+async function manufactureWithEkCertificate(stateDir: string, caDir: string): Promise<string> {
+  await mkdir(caDir, { recursive: true, mode: 0o700 });
+  const localca = join(caDir, 'swtpm-localca.conf');
+  const setup = join(caDir, 'swtpm_setup.conf');
+  await writeFile(localca, [`statedir = ${caDir}`, `signingkey = ${join(caDir, 'signkey.pem')}`, `issuercert = ${join(caDir, 'issuercert.pem')}`, `certserial = ${join(caDir, 'certserial')}`, ''].join('\n'));
+  await writeFile(setup, ['create_certs_tool = /usr/bin/swtpm_localca', `create_certs_tool_config = ${localca}`, 'create_certs_tool_options = /etc/swtpm-localca.options', ''].join('\n'));
+  await runChecked(runCommand, 'swtpm_setup', ['--tpm2', '--tpmstate', stateDir, '--create-ek-cert', '--config', setup, '--pcr-banks', 'sha1,sha256', '--not-overwrite'], { timeoutMs: 60_000 });
+  return (await Promise.all(['issuercert.pem', 'swtpm-localca-rootca-cert.pem'].map((f) => readFile(join(caDir, f), 'utf8')))).join('');
+}
+
 /** Starts swtpm with its state in `stateDir`; `stop()` ends it (SIGTERM, then SIGKILL after 2 s). */
-export async function startSwtpm(stateDir: string, options: { detached?: boolean; unixSockets?: boolean } = {}): Promise<Swtpm> {
+export async function startSwtpm(
+  stateDir: string,
+  options: { detached?: boolean; unixSockets?: boolean; ekCertificate?: { caDir: string } } = {},
+): Promise<Swtpm> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const ekCa = options.ekCertificate ? await manufactureWithEkCertificate(stateDir, options.ekCertificate.caDir) : undefined;
   const serverSocket = join(stateDir, 'swtpm.sock');
   const ctrlSocket = join(stateDir, 'swtpm.sock.ctrl');
   const server = options.unixSockets ? 0 : await freePortPair();
@@ -102,6 +125,7 @@ export async function startSwtpm(stateDir: string, options: { detached?: boolean
   return {
     // The swtpm TCTI finds the control socket at <path>.ctrl.
     tcti: options.unixSockets ? `swtpm:path=${serverSocket}` : `swtpm:host=127.0.0.1,port=${server}`,
+    ...(ekCa ? { ekCa } : {}),
     pid,
     async stop() {
       if (!isAlive(pid)) return;

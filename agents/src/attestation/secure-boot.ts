@@ -4,7 +4,7 @@ import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SecureBootState } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 
-export const SECURE_BOOT_VARIABLE = 'SecureBoot-8be4df61-93ca-11d2-aa0d-e398032c0102';
+export const SECURE_BOOT_VARIABLE = 'SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c';
 
 /** The state a SecureBoot efivarfs file encodes; anything but 5 bytes ending in 0 or 1 is Unknown. */
 export function parseSecureBootVariable(bytes: Uint8Array): SecureBootState {

@@ -19,6 +19,7 @@ export const AUDIT_EVENT_TYPES = [
   'vault.lock-failed',
   'vault.checked',
   'attestation.checked',
+  'attestation.enrolled',
   'identity.refused',
   'agent.started',
 ] as const;

@@ -1,6 +1,7 @@
 // The agent's command line. Every option has an environment variable too (SECAI_<NAME>), so the
 // DaemonSet and the systemd unit can configure it either way.
 import { parseArgs } from 'node:util';
+import { DEFAULT_AK_HANDLE, DEFAULT_EK_HANDLE, DEFAULT_EVENT_LOG } from '../attestation/tpm-attestation.js';
 
 export interface AgentConfig {
   nodeName: string;
@@ -25,6 +26,11 @@ export interface AgentConfig {
   vaultMapperDir: string;
   vaultMountPoint?: string;
   tpmTcti?: string;
+  /** Persistent handles of the EK and of the AK the agent creates under it (remote attestation). */
+  tpmEkHandle: string;
+  tpmAkHandle: string;
+  /** The boot event log sent with every quote (none when the file does not exist). */
+  eventLog: string;
   efiDir: string;
   logLevel: string;
 }
@@ -48,6 +54,9 @@ const OPTIONS = {
   'vault-mapper-dir': { type: 'string' },
   'vault-mount-point': { type: 'string' },
   'tpm-tcti': { type: 'string' },
+  'tpm-ek-handle': { type: 'string' },
+  'tpm-ak-handle': { type: 'string' },
+  'event-log': { type: 'string' },
   'efi-dir': { type: 'string' },
   'log-level': { type: 'string' },
 } as const;
@@ -76,6 +85,11 @@ export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     return value;
   };
   const stateDir = need('state-dir', '/var/lib/secai');
+  const handle = (option: 'tpm-ek-handle' | 'tpm-ak-handle', fallback: string): string => {
+    const value = need(option, fallback);
+    if (!/^0x81[0-9a-fA-F]{6}$/.test(value)) throw new ConfigError(`--${option} ${value} is not a persistent handle (0x81xxxxxx)`);
+    return value;
+  };
   const inboundPorts = list('inbound-port').map((p) => {
     const port = Number(p);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--inbound-port ${p} is not a port`);
@@ -100,6 +114,9 @@ export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     vaultMapperDir: need('vault-mapper-dir', '/dev/mapper'),
     vaultMountPoint: get('vault-mount-point'),
     tpmTcti: get('tpm-tcti'),
+    tpmEkHandle: handle('tpm-ek-handle', DEFAULT_EK_HANDLE),
+    tpmAkHandle: handle('tpm-ak-handle', DEFAULT_AK_HANDLE),
+    eventLog: need('event-log', DEFAULT_EVENT_LOG),
     efiDir: need('efi-dir', '/sys/firmware/efi'),
     logLevel: need('log-level', 'info'),
   };

@@ -15,6 +15,7 @@ import { VaultDuty } from '../agent/duties/vault-duty.js';
 import { NodeAgent, type Duty } from '../agent/node-agent.js';
 import { PlanStore } from '../agent/plan-store.js';
 import { Attestor } from '../attestation/attestation.js';
+import { tpm2ToolsAttestation } from '../attestation/tpm-attestation.js';
 import { tpm2ToolsClient } from '../attestation/tpm2-tools.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { AgentChannelClient } from '../channel/client.js';
@@ -142,10 +143,21 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
     });
     duties.push(new VaultDuty(guard, changed));
   }
+  const attestationDir = join(config.stateDir, 'attestation');
+  mkdirSync(attestationDir, { recursive: true, mode: 0o700 });
+  const remoteAttestation = config.tpmTcti
+    ? {
+        tpm: tpm2ToolsAttestation({ tcti: config.tpmTcti, workDir: attestationDir, ekHandle: config.tpmEkHandle, akHandle: config.tpmAkHandle }),
+        eventLogPath: config.eventLog,
+        audit,
+      }
+    : undefined;
   duties.push(
     new AttestationDuty(
       new Attestor({ tpm: config.tpmTcti ? tpm2ToolsClient(config.tpmTcti) : undefined, efiDir: config.efiDir, audit, registry, logger: log }),
       changed,
+      undefined,
+      remoteAttestation,
     ),
     new AuditDuty(audit),
   );

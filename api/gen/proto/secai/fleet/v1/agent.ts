@@ -698,6 +698,11 @@ export interface Command {
     | { $case: "containModel"; value: ContainModel }
     | { $case: "proveConsistency"; value: ProveConsistency }
     | { $case: "signTreeHead"; value: SignTreeHead }
+    | //
+    /** Remote attestation (numbers from 20 on, apart from other additions). */
+    { $case: "readAttestationIdentity"; value: ReadAttestationIdentity }
+    | { $case: "activateCredential"; value: ActivateCredential }
+    | { $case: "quote"; value: QuoteRequest }
     | undefined;
 }
 
@@ -725,6 +730,9 @@ export interface CommandResult {
   body?:
     | { $case: "consistencyProof"; value: ConsistencyProof }
     | { $case: "treeHead"; value: SignedTreeHead }
+    | { $case: "attestationIdentity"; value: AttestationIdentity }
+    | { $case: "activatedCredential"; value: ActivatedCredential }
+    | { $case: "quote"; value: Quote }
     | undefined;
 }
 
@@ -733,6 +741,59 @@ export interface ConsistencyProof {
   /** The signed head the proof leads to. */
   toHead?: SignedTreeHead | undefined;
   hashes: Buffer[];
+}
+
+/**
+ * Remote attestation. At enrolment the operator asks for the node's TPM identity, checks the EK and
+ * the AK, and proves that the AK lives in the EK's TPM: it wraps a secret to the EK for the AK's Name
+ * (TPM2_MakeCredential), which only that TPM can unwrap (TPM2_ActivateCredential). Then it asks
+ * for quotes over fresh nonces. Every byte field holds TPM structures as tpm2-tools writes them.
+ */
+export interface ReadAttestationIdentity {
+}
+
+export interface AttestationIdentity {
+  /** TPM2B_PUBLIC of the endorsement key. */
+  ekPublic: Buffer;
+  /** The EK certificate (DER) from the TPM's NV index; empty when the TPM has none. */
+  ekCertificate: Buffer;
+  /** TPM2B_PUBLIC of the attestation key, created under the EK and kept by the node. */
+  akPublic: Buffer;
+}
+
+export interface ActivateCredential {
+  /** TPM2B_ID_OBJECT. */
+  credentialBlob: Buffer;
+  /** TPM2B_ENCRYPTED_SECRET. */
+  encryptedSecret: Buffer;
+}
+
+export interface ActivatedCredential {
+  secret: Buffer;
+}
+
+export interface QuoteRequest {
+  /** Qualifying data the quote must carry (TPMS_ATTEST.extraData). */
+  nonce: Buffer;
+  pcrBank: string;
+  pcrs: number[];
+}
+
+export interface Quote {
+  /** TPMS_ATTEST as the TPM signed it. */
+  attest: Buffer;
+  /** TPMT_SIGNATURE by the AK. */
+  signature: Buffer;
+  pcrValues: PcrValue[];
+  /** The boot event log (TCG PC Client crypto-agile format); empty when the node has none. */
+  eventLog: Buffer;
+  /** Why the node sends no event log although it has one (too large, unreadable). */
+  eventLogError: string;
+}
+
+export interface PcrValue {
+  index: number;
+  value: Buffer;
 }
 
 function createBaseConnectRequest(): ConnectRequest {
@@ -4818,6 +4879,15 @@ export const Command: MessageFns<Command> = {
       case "signTreeHead":
         SignTreeHead.encode(message.body.value, writer.uint32(42).fork()).join();
         break;
+      case "readAttestationIdentity":
+        ReadAttestationIdentity.encode(message.body.value, writer.uint32(162).fork()).join();
+        break;
+      case "activateCredential":
+        ActivateCredential.encode(message.body.value, writer.uint32(170).fork()).join();
+        break;
+      case "quote":
+        QuoteRequest.encode(message.body.value, writer.uint32(178).fork()).join();
+        break;
     }
     return writer;
   },
@@ -4875,6 +4945,33 @@ export const Command: MessageFns<Command> = {
             message.body = { $case: "signTreeHead", value: SignTreeHead.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.body = {
+              $case: "readAttestationIdentity",
+              value: ReadAttestationIdentity.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.body = { $case: "activateCredential", value: ActivateCredential.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.body = { $case: "quote", value: QuoteRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4906,6 +5003,19 @@ export const Command: MessageFns<Command> = {
         ? { $case: "signTreeHead", value: SignTreeHead.fromJSON(object.signTreeHead) }
         : isSet(object.sign_tree_head)
         ? { $case: "signTreeHead", value: SignTreeHead.fromJSON(object.sign_tree_head) }
+        : isSet(object.readAttestationIdentity)
+        ? { $case: "readAttestationIdentity", value: ReadAttestationIdentity.fromJSON(object.readAttestationIdentity) }
+        : isSet(object.read_attestation_identity)
+        ? {
+          $case: "readAttestationIdentity",
+          value: ReadAttestationIdentity.fromJSON(object.read_attestation_identity),
+        }
+        : isSet(object.activateCredential)
+        ? { $case: "activateCredential", value: ActivateCredential.fromJSON(object.activateCredential) }
+        : isSet(object.activate_credential)
+        ? { $case: "activateCredential", value: ActivateCredential.fromJSON(object.activate_credential) }
+        : isSet(object.quote)
+        ? { $case: "quote", value: QuoteRequest.fromJSON(object.quote) }
         : undefined,
     };
   },
@@ -4923,6 +5033,12 @@ export const Command: MessageFns<Command> = {
       obj.proveConsistency = ProveConsistency.toJSON(message.body.value);
     } else if (message.body?.$case === "signTreeHead") {
       obj.signTreeHead = SignTreeHead.toJSON(message.body.value);
+    } else if (message.body?.$case === "readAttestationIdentity") {
+      obj.readAttestationIdentity = ReadAttestationIdentity.toJSON(message.body.value);
+    } else if (message.body?.$case === "activateCredential") {
+      obj.activateCredential = ActivateCredential.toJSON(message.body.value);
+    } else if (message.body?.$case === "quote") {
+      obj.quote = QuoteRequest.toJSON(message.body.value);
     }
     return obj;
   },
@@ -4955,6 +5071,27 @@ export const Command: MessageFns<Command> = {
       case "signTreeHead": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "signTreeHead", value: SignTreeHead.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "readAttestationIdentity": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = {
+            $case: "readAttestationIdentity",
+            value: ReadAttestationIdentity.fromPartial(object.body.value),
+          };
+        }
+        break;
+      }
+      case "activateCredential": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "activateCredential", value: ActivateCredential.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "quote": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "quote", value: QuoteRequest.fromPartial(object.body.value) };
         }
         break;
       }
@@ -5259,6 +5396,15 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "treeHead":
         SignedTreeHead.encode(message.body.value, writer.uint32(34).fork()).join();
         break;
+      case "attestationIdentity":
+        AttestationIdentity.encode(message.body.value, writer.uint32(162).fork()).join();
+        break;
+      case "activatedCredential":
+        ActivatedCredential.encode(message.body.value, writer.uint32(170).fork()).join();
+        break;
+      case "quote":
+        Quote.encode(message.body.value, writer.uint32(178).fork()).join();
+        break;
     }
     return writer;
   },
@@ -5308,6 +5454,30 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.body = { $case: "treeHead", value: SignedTreeHead.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.body = { $case: "attestationIdentity", value: AttestationIdentity.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.body = { $case: "activatedCredential", value: ActivatedCredential.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.body = { $case: "quote", value: Quote.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5332,6 +5502,16 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "treeHead", value: SignedTreeHead.fromJSON(object.treeHead) }
         : isSet(object.tree_head)
         ? { $case: "treeHead", value: SignedTreeHead.fromJSON(object.tree_head) }
+        : isSet(object.attestationIdentity)
+        ? { $case: "attestationIdentity", value: AttestationIdentity.fromJSON(object.attestationIdentity) }
+        : isSet(object.attestation_identity)
+        ? { $case: "attestationIdentity", value: AttestationIdentity.fromJSON(object.attestation_identity) }
+        : isSet(object.activatedCredential)
+        ? { $case: "activatedCredential", value: ActivatedCredential.fromJSON(object.activatedCredential) }
+        : isSet(object.activated_credential)
+        ? { $case: "activatedCredential", value: ActivatedCredential.fromJSON(object.activated_credential) }
+        : isSet(object.quote)
+        ? { $case: "quote", value: Quote.fromJSON(object.quote) }
         : undefined,
     };
   },
@@ -5348,6 +5528,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.consistencyProof = ConsistencyProof.toJSON(message.body.value);
     } else if (message.body?.$case === "treeHead") {
       obj.treeHead = SignedTreeHead.toJSON(message.body.value);
+    } else if (message.body?.$case === "attestationIdentity") {
+      obj.attestationIdentity = AttestationIdentity.toJSON(message.body.value);
+    } else if (message.body?.$case === "activatedCredential") {
+      obj.activatedCredential = ActivatedCredential.toJSON(message.body.value);
+    } else if (message.body?.$case === "quote") {
+      obj.quote = Quote.toJSON(message.body.value);
     }
     return obj;
   },
@@ -5369,6 +5555,24 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "treeHead": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "treeHead", value: SignedTreeHead.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "attestationIdentity": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "attestationIdentity", value: AttestationIdentity.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "activatedCredential": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "activatedCredential", value: ActivatedCredential.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "quote": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "quote", value: Quote.fromPartial(object.body.value) };
         }
         break;
       }
@@ -5486,6 +5690,686 @@ export const ConsistencyProof: MessageFns<ConsistencyProof> = {
       ? SignedTreeHead.fromPartial(object.toHead)
       : undefined;
     message.hashes = object.hashes?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseReadAttestationIdentity(): ReadAttestationIdentity {
+  return {};
+}
+
+export const ReadAttestationIdentity: MessageFns<ReadAttestationIdentity> = {
+  encode(_: ReadAttestationIdentity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadAttestationIdentity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadAttestationIdentity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReadAttestationIdentity {
+    return {};
+  },
+
+  toJSON(_: ReadAttestationIdentity): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReadAttestationIdentity>, I>>(base?: I): ReadAttestationIdentity {
+    return ReadAttestationIdentity.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReadAttestationIdentity>, I>>(_: I): ReadAttestationIdentity {
+    const message = createBaseReadAttestationIdentity();
+    return message;
+  },
+};
+
+function createBaseAttestationIdentity(): AttestationIdentity {
+  return { ekPublic: Buffer.alloc(0), ekCertificate: Buffer.alloc(0), akPublic: Buffer.alloc(0) };
+}
+
+export const AttestationIdentity: MessageFns<AttestationIdentity> = {
+  encode(message: AttestationIdentity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ekPublic.length !== 0) {
+      writer.uint32(10).bytes(message.ekPublic);
+    }
+    if (message.ekCertificate.length !== 0) {
+      writer.uint32(18).bytes(message.ekCertificate);
+    }
+    if (message.akPublic.length !== 0) {
+      writer.uint32(26).bytes(message.akPublic);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttestationIdentity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttestationIdentity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ekPublic = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ekCertificate = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.akPublic = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttestationIdentity {
+    return {
+      ekPublic: isSet(object.ekPublic)
+        ? Buffer.from(bytesFromBase64(object.ekPublic))
+        : isSet(object.ek_public)
+        ? Buffer.from(bytesFromBase64(object.ek_public))
+        : Buffer.alloc(0),
+      ekCertificate: isSet(object.ekCertificate)
+        ? Buffer.from(bytesFromBase64(object.ekCertificate))
+        : isSet(object.ek_certificate)
+        ? Buffer.from(bytesFromBase64(object.ek_certificate))
+        : Buffer.alloc(0),
+      akPublic: isSet(object.akPublic)
+        ? Buffer.from(bytesFromBase64(object.akPublic))
+        : isSet(object.ak_public)
+        ? Buffer.from(bytesFromBase64(object.ak_public))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: AttestationIdentity): unknown {
+    const obj: any = {};
+    if (message.ekPublic.length !== 0) {
+      obj.ekPublic = base64FromBytes(message.ekPublic);
+    }
+    if (message.ekCertificate.length !== 0) {
+      obj.ekCertificate = base64FromBytes(message.ekCertificate);
+    }
+    if (message.akPublic.length !== 0) {
+      obj.akPublic = base64FromBytes(message.akPublic);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttestationIdentity>, I>>(base?: I): AttestationIdentity {
+    return AttestationIdentity.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttestationIdentity>, I>>(object: I): AttestationIdentity {
+    const message = createBaseAttestationIdentity();
+    message.ekPublic = object.ekPublic ?? Buffer.alloc(0);
+    message.ekCertificate = object.ekCertificate ?? Buffer.alloc(0);
+    message.akPublic = object.akPublic ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseActivateCredential(): ActivateCredential {
+  return { credentialBlob: Buffer.alloc(0), encryptedSecret: Buffer.alloc(0) };
+}
+
+export const ActivateCredential: MessageFns<ActivateCredential> = {
+  encode(message: ActivateCredential, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credentialBlob.length !== 0) {
+      writer.uint32(10).bytes(message.credentialBlob);
+    }
+    if (message.encryptedSecret.length !== 0) {
+      writer.uint32(18).bytes(message.encryptedSecret);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActivateCredential {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActivateCredential();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credentialBlob = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.encryptedSecret = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActivateCredential {
+    return {
+      credentialBlob: isSet(object.credentialBlob)
+        ? Buffer.from(bytesFromBase64(object.credentialBlob))
+        : isSet(object.credential_blob)
+        ? Buffer.from(bytesFromBase64(object.credential_blob))
+        : Buffer.alloc(0),
+      encryptedSecret: isSet(object.encryptedSecret)
+        ? Buffer.from(bytesFromBase64(object.encryptedSecret))
+        : isSet(object.encrypted_secret)
+        ? Buffer.from(bytesFromBase64(object.encrypted_secret))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ActivateCredential): unknown {
+    const obj: any = {};
+    if (message.credentialBlob.length !== 0) {
+      obj.credentialBlob = base64FromBytes(message.credentialBlob);
+    }
+    if (message.encryptedSecret.length !== 0) {
+      obj.encryptedSecret = base64FromBytes(message.encryptedSecret);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActivateCredential>, I>>(base?: I): ActivateCredential {
+    return ActivateCredential.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActivateCredential>, I>>(object: I): ActivateCredential {
+    const message = createBaseActivateCredential();
+    message.credentialBlob = object.credentialBlob ?? Buffer.alloc(0);
+    message.encryptedSecret = object.encryptedSecret ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseActivatedCredential(): ActivatedCredential {
+  return { secret: Buffer.alloc(0) };
+}
+
+export const ActivatedCredential: MessageFns<ActivatedCredential> = {
+  encode(message: ActivatedCredential, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.secret.length !== 0) {
+      writer.uint32(10).bytes(message.secret);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActivatedCredential {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActivatedCredential();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secret = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActivatedCredential {
+    return { secret: isSet(object.secret) ? Buffer.from(bytesFromBase64(object.secret)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: ActivatedCredential): unknown {
+    const obj: any = {};
+    if (message.secret.length !== 0) {
+      obj.secret = base64FromBytes(message.secret);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActivatedCredential>, I>>(base?: I): ActivatedCredential {
+    return ActivatedCredential.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActivatedCredential>, I>>(object: I): ActivatedCredential {
+    const message = createBaseActivatedCredential();
+    message.secret = object.secret ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseQuoteRequest(): QuoteRequest {
+  return { nonce: Buffer.alloc(0), pcrBank: "", pcrs: [] };
+}
+
+export const QuoteRequest: MessageFns<QuoteRequest> = {
+  encode(message: QuoteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nonce.length !== 0) {
+      writer.uint32(10).bytes(message.nonce);
+    }
+    if (message.pcrBank !== "") {
+      writer.uint32(18).string(message.pcrBank);
+    }
+    if (message.pcrs.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.pcrs) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QuoteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuoteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nonce = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pcrBank = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.pcrs.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.pcrs.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QuoteRequest {
+    return {
+      nonce: isSet(object.nonce) ? Buffer.from(bytesFromBase64(object.nonce)) : Buffer.alloc(0),
+      pcrBank: isSet(object.pcrBank)
+        ? globalThis.String(object.pcrBank)
+        : isSet(object.pcr_bank)
+        ? globalThis.String(object.pcr_bank)
+        : "",
+      pcrs: globalThis.Array.isArray(object?.pcrs) ? object.pcrs.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: QuoteRequest): unknown {
+    const obj: any = {};
+    if (message.nonce.length !== 0) {
+      obj.nonce = base64FromBytes(message.nonce);
+    }
+    if (message.pcrBank !== "") {
+      obj.pcrBank = message.pcrBank;
+    }
+    if (message.pcrs?.length) {
+      obj.pcrs = message.pcrs.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QuoteRequest>, I>>(base?: I): QuoteRequest {
+    return QuoteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QuoteRequest>, I>>(object: I): QuoteRequest {
+    const message = createBaseQuoteRequest();
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.pcrBank = object.pcrBank ?? "";
+    message.pcrs = object.pcrs?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseQuote(): Quote {
+  return {
+    attest: Buffer.alloc(0),
+    signature: Buffer.alloc(0),
+    pcrValues: [],
+    eventLog: Buffer.alloc(0),
+    eventLogError: "",
+  };
+}
+
+export const Quote: MessageFns<Quote> = {
+  encode(message: Quote, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.attest.length !== 0) {
+      writer.uint32(10).bytes(message.attest);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(18).bytes(message.signature);
+    }
+    for (const v of message.pcrValues) {
+      PcrValue.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.eventLog.length !== 0) {
+      writer.uint32(34).bytes(message.eventLog);
+    }
+    if (message.eventLogError !== "") {
+      writer.uint32(42).string(message.eventLogError);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Quote {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuote();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.attest = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pcrValues.push(PcrValue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.eventLog = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.eventLogError = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Quote {
+    return {
+      attest: isSet(object.attest) ? Buffer.from(bytesFromBase64(object.attest)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      pcrValues: globalThis.Array.isArray(object?.pcrValues)
+        ? object.pcrValues.map((e: any) => PcrValue.fromJSON(e))
+        : globalThis.Array.isArray(object?.pcr_values)
+        ? object.pcr_values.map((e: any) => PcrValue.fromJSON(e))
+        : [],
+      eventLog: isSet(object.eventLog)
+        ? Buffer.from(bytesFromBase64(object.eventLog))
+        : isSet(object.event_log)
+        ? Buffer.from(bytesFromBase64(object.event_log))
+        : Buffer.alloc(0),
+      eventLogError: isSet(object.eventLogError)
+        ? globalThis.String(object.eventLogError)
+        : isSet(object.event_log_error)
+        ? globalThis.String(object.event_log_error)
+        : "",
+    };
+  },
+
+  toJSON(message: Quote): unknown {
+    const obj: any = {};
+    if (message.attest.length !== 0) {
+      obj.attest = base64FromBytes(message.attest);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.pcrValues?.length) {
+      obj.pcrValues = message.pcrValues.map((e) => PcrValue.toJSON(e));
+    }
+    if (message.eventLog.length !== 0) {
+      obj.eventLog = base64FromBytes(message.eventLog);
+    }
+    if (message.eventLogError !== "") {
+      obj.eventLogError = message.eventLogError;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Quote>, I>>(base?: I): Quote {
+    return Quote.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Quote>, I>>(object: I): Quote {
+    const message = createBaseQuote();
+    message.attest = object.attest ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.pcrValues = object.pcrValues?.map((e) => PcrValue.fromPartial(e)) || [];
+    message.eventLog = object.eventLog ?? Buffer.alloc(0);
+    message.eventLogError = object.eventLogError ?? "";
+    return message;
+  },
+};
+
+function createBasePcrValue(): PcrValue {
+  return { index: 0, value: Buffer.alloc(0) };
+}
+
+export const PcrValue: MessageFns<PcrValue> = {
+  encode(message: PcrValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(18).bytes(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PcrValue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePcrValue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PcrValue {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PcrValue): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PcrValue>, I>>(base?: I): PcrValue {
+    return PcrValue.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PcrValue>, I>>(object: I): PcrValue {
+    const message = createBasePcrValue();
+    message.index = object.index ?? 0;
+    message.value = object.value ?? Buffer.alloc(0);
     return message;
   },
 };

@@ -3,9 +3,12 @@
 // --leader-election-id, --identity (POD_NAME), --log-level, and the agent channel: --channel-listen
 // (repeatable; none disables the channel), --channel-dns-name (repeatable), --channel-tls-secret,
 // --agent-ca-configmap, --agent-service-account, --channel-endpoint-service (a selector-less Service
-// the leader points at its own POD_IP). Logs are JSON lines on stdout.
+// the leader points at its own POD_IP), and remote attestation: --attestation-interval-seconds,
+// --attestation-ek-ca (a PEM bundle of EK CAs). Logs are JSON lines on stdout.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { parseCertificateBundle } from '../attestation/enrolment.js';
 import { DEFAULT_FLEET_SELECTOR } from '../fleet/names.js';
 import { GracefulShutdown } from '../runtime/shutdown.js';
 import { DEFAULT_LEASE_NAME, startOperator } from './operator.js';
@@ -35,6 +38,8 @@ const { values } = parseArgs({
     'agent-ca-configmap': { type: 'string' },
     'agent-service-account': { type: 'string' },
     'channel-endpoint-service': { type: 'string' },
+    'attestation-interval-seconds': { type: 'string' },
+    'attestation-ek-ca': { type: 'string' },
   },
   strict: true,
 });
@@ -46,6 +51,19 @@ shutdown.trapSignals();
 const refreshSeconds = Number(values['status-refresh-seconds'] ?? 300);
 if (!Number.isFinite(refreshSeconds) || refreshSeconds < 1) {
   logger.fatal('--status-refresh-seconds must be a positive number');
+  process.exit(2);
+}
+
+const attestationSeconds = Number(values['attestation-interval-seconds'] ?? 60);
+if (!Number.isFinite(attestationSeconds) || attestationSeconds < 1) {
+  logger.fatal('--attestation-interval-seconds must be a positive number');
+  process.exit(2);
+}
+// A PEM bundle of the CAs that issue the fleet's EK certificates: with it, every EK must chain to one.
+const ekCaFile = values['attestation-ek-ca'];
+const ekCas = ekCaFile ? parseCertificateBundle(readFileSync(ekCaFile, 'utf8')) : undefined;
+if (ekCaFile && !ekCas?.length) {
+  logger.fatal(`--attestation-ek-ca ${ekCaFile} holds no PEM certificate`);
   process.exit(2);
 }
 
@@ -78,6 +96,7 @@ try {
       process.exit(1);
     },
     settings: { statusRefreshMs: refreshSeconds * 1000 },
+    attestation: { intervalMs: attestationSeconds * 1000, ...(ekCas ? { ekCas } : {}) },
     ...(channelListen.length > 0 && channelListen[0] !== ''
       ? {
           channel: {

@@ -2,7 +2,7 @@
 // health endpoints, and leader election. Caches run on every replica (a standby is warm); the
 // controllers run only on the leader.
 import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type X509Certificate } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createEgressPolicyController } from '../controllers/egresspolicy/controller.js';
@@ -12,6 +12,8 @@ import { createNodeController } from '../controllers/node/controller.js';
 import { createVaultPolicyController } from '../controllers/vaultpolicy/controller.js';
 import { resourcePath } from '../../../api/crd/paths.js';
 import type { SecAINodeStatus } from '../../../api/gen/crd-types.js';
+import { removeAnnotation } from '../attestation/annotations.js';
+import { ATTESTATION_REENROL_ANNOTATION, AttestationVerifier } from '../attestation/attestation-verifier.js';
 import { AuditVerifier } from '../fleet/audit-verifier.js';
 import { FleetCaches } from '../fleet/caches.js';
 import { lockVaultOnAuditFailure } from '../fleet/incident-lock.js';
@@ -61,6 +63,8 @@ export interface OperatorOptions {
   nodeControllerConcurrency?: number;
   /** The agent channel; served by the leader only, so agents always reach the replica with plans. */
   channel?: ChannelOptions;
+  /** Remote attestation of nodes with a TPM (quotes every intervalMs, default 60 s). */
+  attestation?: { intervalMs?: number; ekCas?: X509Certificate[]; nonceMaxAgeMs?: number };
 }
 
 export interface ChannelOptions {
@@ -138,6 +142,22 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       void lockVaultOnAuditFailure({ plans, commander: () => channel, secaiNode: (n) => caches.secaiNodes.get(n), events, logger }, node, verdict),
   });
   intake.onChange((node) => audit.kick(node));
+  const attestation = new AttestationVerifier({
+    observations: (node) => intake.observations(node),
+    secaiNode: (node) => {
+      const cached = caches.secaiNodes.get(node);
+      return cached ? { object: cached, status: applier.observedStatus<SecAINodeStatus>(resourcePath('secainodes', node), cached) } : undefined;
+    },
+    vaultPlan: (node) => plans.current(node)?.plan.vault,
+    clearReenrol: (node, value) => removeAnnotation(client, resourcePath('secainodes', node), ATTESTATION_REENROL_ANNOTATION, value),
+    events,
+    clock,
+    logger,
+    registry,
+    ...opts.attestation,
+  });
+  intake.onChange((node) => attestation.kick(node));
+  caches.secaiNodes.addHandler({ onUpdate: (_, n) => attestation.kick(n.metadata.name ?? '') });
   const fleetMetrics = new FleetMetrics(registry, {
     secaiNodes: () => caches.secaiNodes.list(),
     models: () => caches.models.list(),
@@ -152,6 +172,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     plans,
     intake,
     audit,
+    attestation,
     rollouts: new RolloutRecords(caches.configMaps, opts.namespace),
     placement: new ServicePlacement(caches),
     events,
@@ -201,6 +222,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     });
     channelAddresses = await channel.start();
     audit.attach(channel);
+    attestation.attach(channel);
     if (options.endpoint) {
       const tcp = channelAddresses.find((a) => !a.startsWith('unix:'));
       const port = Number(/:(\d+)$/.exec(tcp ?? '')?.[1]);
@@ -272,6 +294,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     stop: () =>
       (stopping ??= (async () => {
         // Stop serving agents and taking work, drain, then hand the lease over, then stop watching.
+        attestation.stop();
         await channel?.stop();
         await Promise.all(controllers.map((c) => c.stop()));
         controllersRunning = false;

@@ -7,6 +7,7 @@ import type { Clock } from '../runtime/clock.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { KubeClient } from '../runtime/kube-client.js';
 import type { RuntimeMetrics } from '../runtime/metrics.js';
+import type { AttestationVerifier } from '../attestation/attestation-verifier.js';
 import type { AuditVerifier } from './audit-verifier.js';
 import type { FleetCaches } from './caches.js';
 import type { NodeReportIntake } from './intake.js';
@@ -33,6 +34,8 @@ export interface FleetContext {
   intake: NodeReportIntake;
   /** Verifies each node's audit log; its verdicts go into SecAINode status. */
   audit?: AuditVerifier;
+  /** Enrols each node's TPM and verifies its quotes; its verdicts go into SecAINode status. */
+  attestation?: AttestationVerifier;
   rollouts: RolloutRecords;
   placement: ServicePlacement;
   events: EventRecorder;

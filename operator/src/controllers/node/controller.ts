@@ -52,5 +52,6 @@ export function createNodeController(ctx: FleetContext, opts: { maxConcurrentRec
   ctx.rollouts.onChange(replanFleet);
   ctx.intake.onChange((node) => controller.enqueue(node));
   ctx.audit?.onVerdict((node) => controller.enqueue(node));
+  ctx.attestation?.onVerdict((node) => controller.enqueue(node));
   return controller;
 }

@@ -35,6 +35,7 @@ export class NodeReconciler {
       this.lastWrite.delete(name);
       this.propagated.delete(name);
       ctx.audit?.forget(name);
+      ctx.attestation?.forget(name);
       ctx.applier.forget(resourcePath('secainodes', name));
       return;
     }
@@ -58,6 +59,7 @@ export class NodeReconciler {
       observations,
       reconnectGraceOver: now >= graceEnds,
       audit: ctx.audit?.verdict(name, uid),
+      attestation: ctx.attestation?.verdict(name, uid),
       now,
     });
 

@@ -4,6 +4,7 @@ import type { SecAINodeStatus } from '../../../../api/gen/crd-types.js';
 import { AUDIT_FAILURE_PREFIX, verdictFromStatus } from '../../fleet/audit-verifier.js';
 import type { NodeObservations } from '../../fleet/intake.js';
 import type { ReportedState } from '../../fleet/report-status.js';
+import type { AttestationEnrolment, AttestationVerdict, AttestedQuote } from '../../attestation/attestation-verifier.js';
 import { complianceOf, computeNodeStatus, withoutVolatileFields, type CurrentPlan } from './status.js';
 import { hasNotCompliantTaint, taintsFor } from './taint.js';
 
@@ -49,7 +50,7 @@ function report(over: Partial<ReportedState> = {}): ReportedState {
 }
 const session = { identity: { version: '1.2.3', protocolVersion: 1, capabilities: ['nftables'] }, connectedAt: NOW - 60_000, auditKey: Buffer.alloc(32) };
 
-it('builds the status from a fresh report and a live session: Ready, Compliant, Attested', () => {
+it('builds the status from a fresh report and a live session: Ready, Compliant; Attested waits for enrolment', () => {
   const obs: NodeObservations = { session, lastSeenAt: NOW - 5000, report: report() };
   const s = computeNodeStatus({ existing: undefined, objectGeneration: 2, plan, observations: obs, reconnectGraceOver: true, now: NOW });
   expect(s.agent).toEqual({ version: '1.2.3', protocolVersion: 1, connected: true, lastSeen: '2026-06-01T11:59:55Z', capabilities: ['nftables'] });
@@ -58,18 +59,64 @@ it('builds the status from a fresh report and a live session: Ready, Compliant, 
   expect(s.conditions?.map((c) => [c.type, c.status, c.reason, c.observedGeneration])).toEqual([
     ['Ready', 'True', 'Ready', 2],
     ['Compliant', 'True', 'Compliant', 2],
-    ['Attested', 'True', 'Attested', 2],
+    ['Attested', 'Unknown', 'NotEnrolled', 2],
     ['AuditVerified', 'Unknown', 'AwaitingAuditHead', 2],
   ]);
 });
 
-it.each<[string, Partial<ReportedState>, string]>([
-  ['Secure Boot off while required', { attestation: { secureBoot: 'Disabled', tpmPresent: true } }, 'SecureBootDisabled'],
-  ['PCRs that differ', { attestation: { secureBoot: 'Enabled', tpmPresent: true, mismatchedPcrs: [7] } }, 'PcrMismatch'],
-  ['no attestation yet', { attestation: undefined }, 'AttestationNotReported'],
-])('Attested reflects %s', (_, over, reason) => {
-  const s = computeNodeStatus({ existing: undefined, objectGeneration: 1, plan, observations: { session, report: report(over) }, reconnectGraceOver: true, now: NOW });
-  expect(s.conditions?.find((c) => c.type === 'Attested')?.reason).toBe(reason);
+const enrolment: AttestationEnrolment = {
+  ekFingerprint: D('e'),
+  akPublic: Buffer.from('ak public area'),
+  akName: Buffer.from('000b' + 'f'.repeat(64), 'hex'),
+  ak: undefined as never,
+  enrolledAt: NOW - 60_000,
+};
+const quoted = (over: Partial<AttestedQuote> = {}): AttestedQuote => ({
+  status: { verifiedAt: '2026-06-01T11:59:50Z', pcrBank: 'sha256', pcrs: [{ index: 7, value: D('7') }], resetCount: 0, eventLogEvents: 34, replayedPcrs: [7] },
+  pcrDigest: D('9'),
+  mismatchedPcrs: [],
+  secureBoot: 'Enabled',
+  at: NOW - 10_000,
+  ...over,
+});
+
+it.each<[string, Partial<ReportedState>, AttestationVerdict | undefined, string, string]>([
+  ['a verified quote matching the expected values', {}, { enrolment, quote: quoted() }, 'True', 'Attested'],
+  ['the agent\'s own word only, however good', { attestation: { secureBoot: 'Enabled', tpmPresent: true } }, undefined, 'Unknown', 'NotEnrolled'],
+  ['an agent that reports no TPM', { attestation: { secureBoot: 'Enabled', tpmPresent: false } }, undefined, 'False', 'TpmAbsent'],
+  ['an enrolled TPM not quoted yet', {}, { enrolment }, 'Unknown', 'AwaitingQuote'],
+  ['quoted PCRs that differ from the expected values', {}, { enrolment, quote: quoted({ mismatchedPcrs: [7] }) }, 'False', 'PcrMismatch'],
+  ['Secure Boot off in the verified event log while required', {}, { enrolment, quote: quoted({ secureBoot: 'Disabled' }) }, 'False', 'SecureBootDisabled'],
+  ['Secure Boot not proven (no event log) while required', { attestation: { secureBoot: 'Enabled', tpmPresent: true } }, { enrolment, quote: quoted({ secureBoot: undefined }) }, 'False', 'SecureBootDisabled'],
+  ['a refused quote', {}, { enrolment, quote: quoted(), failure: { reason: 'NonceReplayed', message: 'replayed', at: NOW } }, 'False', 'NonceReplayed'],
+  ['a changed attestation key', {}, { enrolment, failure: { reason: 'AttestationKeyChanged', message: 'another AK', at: NOW } }, 'False', 'AttestationKeyChanged'],
+])('Attested reflects %s', (_, over, verdict, status, reason) => {
+  const s = computeNodeStatus({ existing: undefined, objectGeneration: 1, plan, observations: { session, report: report(over) }, reconnectGraceOver: true, attestation: verdict, now: NOW });
+  expect(s.conditions?.find((c) => c.type === 'Attested')).toMatchObject({ status, reason });
+});
+
+it('shows the verified boot state over the agent\'s own report, and keeps it while this process has no verdict', () => {
+  const verdict = { enrolment, quote: quoted({ mismatchedPcrs: [7] }), failure: { reason: 'QuoteTimeout' as const, message: 'x', at: NOW } };
+  const reported = report({ attestation: { secureBoot: 'Unknown', tpmPresent: true, pcrDigest: D('1'), mismatchedPcrs: [] } });
+  const s = computeNodeStatus({ existing: undefined, objectGeneration: 1, plan, observations: { session, report: reported }, reconnectGraceOver: true, attestation: verdict, now: NOW });
+  expect(s.attestation).toEqual({
+    secureBoot: 'Enabled',
+    secureBootVerified: true,
+    tpmPresent: true,
+    pcrBank: 'sha256',
+    pcrDigest: D('9'),
+    mismatchedPcrs: [7],
+    enrolment: { ekFingerprint: D('e'), akPublic: Buffer.from('ak public area').toString('base64'), akName: '000b' + 'f'.repeat(64), enrolledAt: '2026-06-01T11:59:00Z' },
+    quote: quoted().status,
+    failure: 'x',
+  });
+  // A restarted operator (no verdict yet) keeps the verified part and the condition, whatever the agent says.
+  const later = computeNodeStatus({ existing: s, objectGeneration: 1, plan, observations: { session, report: reported }, reconnectGraceOver: true, now: NOW + 1000 });
+  expect(later.attestation).toEqual(s.attestation);
+  expect(later.conditions?.find((c) => c.type === 'Attested')).toMatchObject({ status: 'False', reason: 'QuoteTimeout' });
+  // The time of the last quote alone never justifies a write.
+  const requoted = computeNodeStatus({ existing: s, objectGeneration: 1, plan, observations: { session, report: reported }, reconnectGraceOver: true, attestation: { ...verdict, quote: quoted({ mismatchedPcrs: [7], status: { ...quoted().status, verifiedAt: '2026-06-01T12:05:00Z' } }) }, now: NOW + 1000 });
+  expect(withoutVolatileFields(requoted)).toEqual(withoutVolatileFields(s));
 });
 
 it('keeps what the status says when this process has no report (after a restart), until agents had time to reconnect', () => {

@@ -1,7 +1,8 @@
 // The SecAINode status of one node, as a pure function of what the node reported (or, with no fresh
 // report, what its status already says), its current plan and the agent's connection. It also
 // decides compliance, which governs the not-compliant taint.
-import type { Condition, NodeAuditStatus, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import type { Condition, NodeAttestationStatus, NodeAuditStatus, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import type { AttestationVerdict } from '../../attestation/attestation-verifier.js';
 import { AUDIT_FAILURE_PREFIX, type AuditVerdict } from '../../fleet/audit-verifier.js';
 import { findCondition, rfc3339Seconds, setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { NodeObservations } from '../../fleet/intake.js';
@@ -20,7 +21,9 @@ export const Reason = {
   NotCompliant: 'NotCompliant',
   PlanTooLarge: 'PlanTooLarge',
   Attested: 'Attested',
-  AttestationNotReported: 'AttestationNotReported',
+  NotEnrolled: 'NotEnrolled',
+  AwaitingQuote: 'AwaitingQuote',
+  TpmAbsent: 'TpmAbsent',
   SecureBootDisabled: 'SecureBootDisabled',
   PcrMismatch: 'PcrMismatch',
   AuditVerified: 'Verified',
@@ -46,6 +49,8 @@ export interface NodeStatusInputs {
   reconnectGraceOver: boolean;
   /** What this process concluded about the node's audit log; undefined: the status as it stands. */
   audit?: AuditVerdict | undefined;
+  /** What this process verified of the node's TPM; undefined: the status as it stands. */
+  attestation?: AttestationVerdict | undefined;
   now: number;
 }
 
@@ -82,13 +87,82 @@ export function complianceOf(status: SecAINodeStatus, plan: CurrentPlan): Condit
   return verdict(true, Reason.Compliant, `the node enforces plan generation ${plan.generation}`);
 }
 
-function attestationOf(status: SecAINodeStatus, plan: CurrentPlan): ConditionInput {
+/**
+ * status.attestation: what the agent reports about itself (Secure Boot from efivarfs, TPM presence),
+ * overlaid with what the operator verified (attestation-verifier.ts): the enrolled keys, the last
+ * verified quote, the PCR digest and mismatches from quoted values, Secure Boot from an event log
+ * that replays to a quoted PCR 7, and why the last round failed. Without a verdict from this
+ * process, the verified part stays as the status has it.
+ */
+export function attestationStatusOf(
+  reported: NodeAttestationStatus | undefined,
+  existing: NodeAttestationStatus | undefined,
+  verdict: AttestationVerdict | undefined,
+): NodeAttestationStatus | undefined {
+  const VERIFIED = ['enrolment', 'quote', 'failure', 'secureBootVerified'] as const;
+  if (!verdict) {
+    if (!reported) return existing;
+    const kept = Object.fromEntries(VERIFIED.filter((k) => existing?.[k] !== undefined).map((k) => [k, existing![k]]));
+    const base = { ...reported, ...kept };
+    if (existing?.quote) for (const k of ['pcrBank', 'pcrDigest', 'mismatchedPcrs', 'secureBoot'] as const) (base as Record<string, unknown>)[k] = existing[k];
+    return base;
+  }
+  const base: NodeAttestationStatus = { ...(reported ?? existing ?? { secureBoot: 'Unknown', tpmPresent: verdict.enrolment !== undefined }) };
+  for (const k of VERIFIED) delete base[k];
+  const { enrolment, quote, failure } = verdict;
+  if (enrolment) {
+    base.tpmPresent = true;
+    base.enrolment = {
+      ekFingerprint: enrolment.ekFingerprint,
+      ...(enrolment.ekCertificate ? { ekCertificate: enrolment.ekCertificate } : {}),
+      akPublic: enrolment.akPublic.toString('base64'),
+      akName: enrolment.akName.toString('hex'),
+      enrolledAt: rfc3339Seconds(enrolment.enrolledAt),
+    };
+  }
+  if (quote) {
+    base.quote = quote.status;
+    base.pcrBank = quote.status.pcrBank;
+    if (quote.pcrDigest) base.pcrDigest = quote.pcrDigest;
+    if (quote.mismatchedPcrs.length) base.mismatchedPcrs = quote.mismatchedPcrs;
+    else delete base.mismatchedPcrs;
+    if (quote.secureBoot) {
+      base.secureBoot = quote.secureBoot;
+      base.secureBootVerified = true;
+    }
+  }
+  if (failure) base.failure = failure.message;
+  return base;
+}
+
+/**
+ * Attested: True only from a quote the operator verified (fresh, signed by the enrolled AK, its
+ * event log replayed), whose PCRs match the expected values and, where the VaultPolicy requires
+ * it, whose verified event log shows Secure Boot on. The agent's own report never makes it True.
+ */
+function attestationOf(status: SecAINodeStatus, plan: CurrentPlan, verdict: AttestationVerdict | undefined, existing: SecAINodeStatus | undefined): ConditionInput {
   const a = status.attestation;
   const c = (s: Condition['status'], reason: string, message: string): ConditionInput => ({ type: 'Attested', status: s, reason, message });
-  if (!a) return c('Unknown', Reason.AttestationNotReported, 'the node has not reported its boot state');
-  if (plan.requireSecureBoot && a.secureBoot !== 'Enabled') return c('False', Reason.SecureBootDisabled, `Secure Boot is ${a.secureBoot}; the VaultPolicy requires it`);
-  if (a.mismatchedPcrs?.length) return c('False', Reason.PcrMismatch, `PCRs ${a.mismatchedPcrs.join(', ')} differ from the expected values`);
-  return c('True', Reason.Attested, 'the boot state matches the expected values');
+  if (!verdict) {
+    const kept = findCondition(existing?.conditions, 'Attested');
+    if (kept && existing?.attestation?.enrolment) return c(kept.status, kept.reason, kept.message);
+    if (a && !a.tpmPresent) return c('False', Reason.TpmAbsent, 'the node reports no TPM: nothing can vouch for its boot state');
+    return c('Unknown', Reason.NotEnrolled, 'the operator has not enrolled this node\'s TPM yet');
+  }
+  if (verdict.failure) return c('False', verdict.failure.reason, verdict.failure.message);
+  const q = verdict.quote;
+  if (!verdict.enrolment) return c('Unknown', Reason.NotEnrolled, 'the operator has not enrolled this node\'s TPM yet');
+  if (!q || !a) return c('Unknown', Reason.AwaitingQuote, 'the TPM is enrolled; no quote verified yet');
+  if (plan.requireSecureBoot && !(a.secureBootVerified && a.secureBoot === 'Enabled')) {
+    return c(
+      'False',
+      Reason.SecureBootDisabled,
+      a.secureBootVerified ? `the verified boot event log shows Secure Boot ${a.secureBoot}; the VaultPolicy requires it` : 'no verified boot event log shows Secure Boot enabled; the VaultPolicy requires it',
+    );
+  }
+  if (q.mismatchedPcrs.length) return c('False', Reason.PcrMismatch, `quoted PCRs ${q.mismatchedPcrs.join(', ')} differ from the expected values`);
+  const log = q.status.eventLogEvents !== undefined ? `; the event log of ${q.status.eventLogEvents} events replays PCR ${(q.status.replayedPcrs ?? []).join(', ') || 'none'}` : '; no event log';
+  return c('True', Reason.Attested, `quote over ${q.status.pcrBank}:${q.status.pcrs.map((p) => p.index).join(',')} verified with the enrolled AK${log}`);
 }
 
 function readinessOf(status: SecAINodeStatus, compliance: ConditionInput, plan: CurrentPlan): ConditionInput {
@@ -141,7 +215,10 @@ export function withoutVolatileFields(status: SecAINodeStatus | undefined): SecA
     delete copy.egress.droppedPackets;
     delete copy.egress.auditedPackets;
   }
-  if (copy.attestation) delete copy.attestation.checkedAt;
+  if (copy.attestation) {
+    delete copy.attestation.checkedAt;
+    if (copy.attestation.quote) copy.attestation.quote.verifiedAt = '';
+  }
   return copy;
 }
 
@@ -169,18 +246,20 @@ export function computeNodeStatus(inputs: NodeStatusInputs): SecAINodeStatus {
     };
     if (report.egress) status.egress = report.egress;
     if (report.vault) status.vault = report.vault;
-    if (report.attestation) status.attestation = report.attestation;
     if (report.models.length) status.models = report.models;
     if (report.inference.length) status.inference = report.inference;
   } else {
     status.plan = { ...(existing?.plan ?? {}), generation: plan.generation, digest: plan.digest };
-    for (const key of ['egress', 'vault', 'attestation', 'models', 'inference'] as const) {
+    for (const key of ['egress', 'vault', 'models', 'inference'] as const) {
       if (existing?.[key] !== undefined) (status as Record<string, unknown>)[key] = existing[key];
     }
   }
 
   // No plan could ever be published for this node (the first one was already too large).
   if (!plan.digest) delete status.plan;
+
+  const attestation = attestationStatusOf(report?.attestation, existing?.attestation, inputs.attestation);
+  if (attestation) status.attestation = attestation;
 
   const audit = auditOf(existing, inputs.audit);
   if (audit.audit) status.audit = audit.audit;
@@ -189,7 +268,7 @@ export function computeNodeStatus(inputs: NodeStatusInputs): SecAINodeStatus {
   const withGeneration = (c: ConditionInput): ConditionInput => ({ ...c, observedGeneration: inputs.objectGeneration });
   status.conditions = setConditions(
     existing?.conditions,
-    [readinessOf(status, compliance, plan), compliance, attestationOf(status, plan), audit.condition].map(withGeneration),
+    [readinessOf(status, compliance, plan), compliance, attestationOf(status, plan, inputs.attestation, existing), audit.condition].map(withGeneration),
     now,
   );
   return status;

@@ -91,3 +91,8 @@ export function labPaths(dir: string): LabPaths {
     },
   };
 }
+
+/** The boot event log a lab node's simulated firmware leaves (the agent's --event-log). */
+export function labEventLog(node: { dir: string }): string {
+  return join(node.dir, 'binary_bios_measurements');
+}

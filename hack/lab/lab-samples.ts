@@ -3,6 +3,8 @@
 // vault policy the lab vaults satisfy, and an InferenceService on every node.
 import { createHash } from 'node:crypto';
 import { API_VERSION } from '../../api/crd/common.js';
+import { TpmAlg } from '../../operator/src/attestation/tpm-structures.js';
+import { expectedPcrs, simulatedFirmwareBoot } from '../../test/attestation/event-log-writer.js';
 import {
   INFERENCE_PORT,
   K8S_NAMESPACE,
@@ -15,8 +17,8 @@ import {
 export const LAB_MODEL = 'secai-tiny';
 export const LAB_SERVICE = 'secai-tiny-chat';
 export const LAB_TOKEN_SECRET = 'secai-tiny-chat-token';
-/** A fresh swtpm's PCR 7 (nothing has been measured into it). */
-export const LAB_PCR7 = '0'.repeat(64);
+/** PCR 7 after the lab's simulated UEFI boot with Secure Boot on (the same on every lab node). */
+export const LAB_PCR7 = expectedPcrs(simulatedFirmwareBoot({ secureBoot: true }), TpmAlg.SHA256).get(7)!.toString('hex');
 
 export interface LabObject {
   apiVersion: string;

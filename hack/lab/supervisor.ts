@@ -14,6 +14,7 @@ import { KubeClient } from '../../operator/src/runtime/kube-client.js';
 import { NetnsHarness } from '../../test/support/netns.js';
 import { writeTinyModel } from '../../test/support/tiny-model.js';
 import { createLabVault } from '../../test/vault/lab-vault.js';
+import { measureOnTpm, simulatedFirmwareBoot, writeEventLog } from '../../test/attestation/event-log-writer.js';
 import { startSwtpm, type Swtpm } from '../../test/vault/swtpm.js';
 import { REPO_ROOT, startControlPlane, stopControlPlane, toolPath } from '../control-plane/control-plane.js';
 import { installCrds } from '../control-plane/crds.js';
@@ -25,6 +26,7 @@ import {
   INFERENCE_PORT,
   K8S_NAMESPACE,
   LAB_NAMESPACE_PREFIX,
+  labEventLog,
   labPaths,
   MODEL_FILE,
   MODEL_HOST,
@@ -309,12 +311,17 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       ]),
     );
 
-    // Per node: a software TPM (UNIX sockets, reachable from inside the namespace) and a LUKS2
-    // vault header whose key is sealed to it.
+    // Per node: a software TPM (UNIX sockets, reachable from inside the namespace) manufactured with
+    // an EK certificate by the lab's EK CA, "booted" by simulated UEFI firmware (its PCRs extended as
+    // the boot event log it leaves says), and a LUKS2 vault header whose key is sealed to it.
     for (let i = 0; i < nodeCount; i++) {
       const node = paths.node(nodeName(i));
-      const tpm = await startSwtpm(node.tpm, { unixSockets: true });
+      const tpm = await startSwtpm(node.tpm, { unixSockets: true, ekCertificate: { caDir: join(paths.dir, 'ek-ca') } });
       swtpms.push(tpm);
+      writeFileSync(join(paths.dir, 'ek-ca.pem'), tpm.ekCa ?? '');
+      const boot = simulatedFirmwareBoot({ secureBoot: true, tag: nodeName(i) });
+      await measureOnTpm(tpm.tcti, boot);
+      writeFileSync(labEventLog(node), writeEventLog(boot));
       await createLabVault({ path: node.vaultHeader, tcti: tpm.tcti, pcrBank: 'sha256', pcrs: [7] });
       mkdirSync(node.mapperDir, { recursive: true });
     }
@@ -340,6 +347,8 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       '--identity', 'lab-operator',
       '--channel-listen', `unix://${paths.channelSocket}`,
       '--status-refresh-seconds', '15',
+      '--attestation-interval-seconds', '10',
+      '--attestation-ek-ca', join(paths.dir, 'ek-ca.pem'),
     ]);
     const admin = kube;
     await waitFor(
@@ -377,6 +386,7 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
         '--vault-mapper', 'secai-vault',
         '--vault-mapper-dir', node.mapperDir,
         '--tpm-tcti', `swtpm:path=${join(node.tpm, 'swtpm.sock')}`,
+        '--event-log', labEventLog(node),
         '--efi-dir', node.efiDir,
       ];
       keepRunning(`agent-${name}`, agentArgv);

@@ -1,8 +1,9 @@
 // The lab end to end: `lab up` brings a fleet of two nodes to convergence on this machine; from
 // inside a node's namespace the allowed upstream connects, the blocked ones do not, and the model
 // answers through the OpenAI-compatible API; Prometheus answers the fleet-audit questions; no metric
-// carries a prompt, a response, a token or a key; revocation stops serving; `lab down` leaves
-// nothing behind.
+// carries a prompt, a response, a token or a key; revocation stops serving; every node is attested
+// from verified TPM quotes, and a PCR changed behind the event log's back is caught; `lab down`
+// leaves nothing behind.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,8 @@ import { resourcePath } from '../../api/crd/paths.js';
 import type { SecAINode } from '../../api/gen/crd-types.js';
 import { readState, REPO_ROOT, restartApiServer } from '../../hack/control-plane/control-plane.js';
 import { labDown, labUp } from '../../hack/lab/lab.js';
-import { LAB_MODEL } from '../../hack/lab/lab-samples.js';
+import { labPaths } from '../../hack/lab/lab-layout.js';
+import { LAB_MODEL, LAB_PCR7 } from '../../hack/lab/lab-samples.js';
 import type { LabTopology } from '../../hack/lab/supervisor.js';
 import { CONTENT_TYPE, KubeClient } from '../../operator/src/runtime/kube-client.js';
 
@@ -110,6 +112,14 @@ it('reports every node Ready, Compliant, Attested and AuditVerified in SecAINode
     expect(node.status?.models?.find((m) => m.name === LAB_MODEL)?.state).toBe('Trusted');
     expect(node.status?.vault).toMatchObject({ encrypted: true, sealed: true, compliant: true });
     expect(node.status?.audit?.treeSize).toBeGreaterThan(0);
+    // Attested from a verified quote: the TPM enrolled with its EK certificate, PCR 7 quoted and
+    // explained by the boot event log, Secure Boot read from the log.
+    expect(node.status?.attestation).toMatchObject({
+      secureBoot: 'Enabled',
+      secureBootVerified: true,
+      enrolment: { ekCertificate: { issuer: 'CN=swtpm-localca', trusted: true } },
+      quote: { pcrBank: 'sha256', pcrs: [{ index: 7, value: LAB_PCR7 }], replayedPcrs: [7] },
+    });
   }
 });
 
@@ -301,6 +311,20 @@ it('stops serving a revoked model on every node and reports it contained', async
   }, 30_000);
   expect(nodes).toHaveLength(NODES);
 });
+
+it('catches a PCR extended on a lab node\'s swtpm behind its event log (tpm2_pcrextend): Attested=False with the reason', async () => {
+  const node = topology.nodes.at(-1)!;
+  const tcti = `swtpm:path=${join(labPaths(dir).node(node.name).tpm, 'swtpm.sock')}`;
+  execFileSync('tpm2_pcrextend', [`7:sha256=${'ab'.repeat(32)}`], { env: { ...process.env, TPM2TOOLS_TCTI: tcti }, timeout: 10_000 });
+  const refused = await eventually('the node to fail attestation', async () => {
+    const n = await kube.request<SecAINode>({ method: 'GET', path: resourcePath('secainodes', node.name) });
+    const attested = n.status?.conditions?.find((c) => c.type === 'Attested');
+    return attested?.status === 'False' ? attested : undefined;
+  }, 60_000);
+  expect(refused.reason).toBe('EventLogReplayMismatch');
+  const others = (await kube.request<{ items: SecAINode[] }>({ method: 'GET', path: resourcePath('secainodes') })).items.filter((n) => n.metadata.name !== node.name);
+  for (const other of others) expect(other.status?.conditions?.find((c) => c.type === 'Attested')?.status).toBe('True');
+}, 90_000);
 
 it('lab down removes every process, namespace and file it made', async () => {
   const pid = Number(readFileSync(join(dir, 'supervisor.pid'), 'utf8'));

@@ -118,17 +118,24 @@ export function checkEndorsementKey(
   }
   if (certificate.length > MAX_EK_CERTIFICATE) return fail(EnrolmentFailure.EndorsementCertificateInvalid, `an EK certificate of ${certificate.length} bytes`);
   let cert: X509Certificate;
+  let certified: Buffer;
   try {
     cert = new X509Certificate(derPrefix(certificate));
+    // The certificate parses lazily: its key may still be undecodable.
+    certified = cert.publicKey.export({ type: 'spki', format: 'der' });
   } catch (err) {
     return fail(EnrolmentFailure.EndorsementCertificateInvalid, `the EK certificate does not parse: ${(err as Error).message}`);
   }
-  const certified = cert.publicKey.export({ type: 'spki', format: 'der' });
   const presented = ek.key.export({ type: 'spki', format: 'der' });
   if (certified.length !== presented.length || !timingSafeEqual(certified, presented)) {
     return fail(EnrolmentFailure.EndorsementCertificateInvalid, 'the EK certificate certifies another key than the EK the node presented');
   }
-  const trusted = anchors.length > 0 && chainsTo(cert, anchors);
+  let trusted: boolean;
+  try {
+    trusted = anchors.length > 0 && chainsTo(cert, anchors);
+  } catch (err) {
+    return fail(EnrolmentFailure.EndorsementCertificateInvalid, `the EK certificate's signature cannot be checked: ${(err as Error).message}`);
+  }
   if (anchors.length > 0 && !trusted) return fail(EnrolmentFailure.EndorsementCertificateUntrusted, `the EK certificate (issuer ${cert.issuer.replaceAll('\n', ', ')}) does not chain to the fleet's EK CAs`);
   const summary = { subject: cert.subject.replaceAll('\n', ', ').slice(0, 256), issuer: cert.issuer.replaceAll('\n', ', ').slice(0, 256), serial: cert.serialNumber.slice(0, 64), trusted };
   return { ok: true, value: { ek, fingerprint, certificate: summary } };

@@ -20,8 +20,8 @@ export const EVENT_LOG_LIMITS = {
   /** One event's data: a db or dbx variable with many certificates stays well under this. */
   maxEventBytes: 512 * 1024,
   maxAlgorithms: 8,
-  maxVendorInfo: 255,
 } as const;
+export type EventLogLimits = Record<keyof typeof EVENT_LOG_LIMITS, number>;
 
 /** Event types the replay and the Secure Boot reading treat specially (PFP, 10.4.1). */
 export const EventType = {
@@ -113,8 +113,8 @@ function readSpecId(data: Buffer): Map<number, number> {
 }
 
 /** Parses a crypto-agile event log within EVENT_LOG_LIMITS; throws EventLogError on anything malformed. */
-export function parseEventLog(bytes: Buffer, limits: Partial<typeof EVENT_LOG_LIMITS> = {}): ParsedEventLog {
-  const bound = { ...EVENT_LOG_LIMITS, ...limits };
+export function parseEventLog(bytes: Buffer, limits: Partial<EventLogLimits> = {}): ParsedEventLog {
+  const bound: EventLogLimits = { ...EVENT_LOG_LIMITS, ...limits };
   if (bytes.length > bound.maxBytes) throw new EventLogError(`event log: ${bytes.length} bytes exceeds ${bound.maxBytes}`);
   const r = new LeReader(bytes);
   // The first event is in the SHA-1 TCG_PCR_EVENT format, whatever the banks.

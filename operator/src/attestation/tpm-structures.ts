@@ -198,7 +198,12 @@ export function parseTpmtPublic(marshalled: Buffer, what = 'TPMT_PUBLIC'): TpmPu
     }
     const exponent = Buffer.alloc(4);
     exponent.writeUInt32BE(exponentValue === 0 ? 65537 : exponentValue);
-    const key = createPublicKey({ key: { kty: 'RSA', n: b64url(modulus), e: b64url(exponent.subarray(exponent.findIndex((b) => b !== 0))) }, format: 'jwk' });
+    let key: KeyObject;
+    try {
+      key = createPublicKey({ key: { kty: 'RSA', n: b64url(modulus), e: b64url(exponent.subarray(exponent.findIndex((b) => b !== 0))) }, format: 'jwk' });
+    } catch (err) {
+      throw new TpmParseError(`${what}: the RSA key is not usable: ${(err as Error).message}`);
+    }
     return { type: 'rsa', nameAlg, attributes, authPolicy, symmetric, scheme, keyBits, curve: 0, key, marshalled };
   }
   const curve = r.u16('ecc.curveID');

@@ -40,8 +40,8 @@ function mutate(seed: Buffer, mutations: Mutation[]): Buffer {
     const at = m.at % Math.max(1, bytes.length);
     switch (m.kind) {
       case 'flip': if (bytes.length) bytes[at] = bytes[at]! ^ (1 << m.bit); break;
-      case 'u32': if (at + 4 <= bytes.length) m.le ? bytes.writeUInt32LE(m.value >>> 0, at) : bytes.writeUInt32BE(m.value >>> 0, at); break;
-      case 'u16': if (at + 2 <= bytes.length) m.le ? bytes.writeUInt16LE(m.value, at) : bytes.writeUInt16BE(m.value, at); break;
+      case 'u32': if (at + 4 <= bytes.length) bytes[m.le ? 'writeUInt32LE' : 'writeUInt32BE'](m.value >>> 0, at); break;
+      case 'u16': if (at + 2 <= bytes.length) bytes[m.le ? 'writeUInt16LE' : 'writeUInt16BE'](m.value, at); break;
       case 'cut': bytes = bytes.subarray(0, at); break;
       case 'insert': bytes = Buffer.concat([bytes.subarray(0, at), m.bytes, bytes.subarray(at)]); break;
       case 'delete': bytes = Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + m.length)]); break;

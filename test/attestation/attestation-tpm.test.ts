@@ -3,7 +3,7 @@
 // client makes the AK, activates the operator's credential and quotes; the operator's pure
 // functions check the EK and AK, make the credential, and verify quotes and the event log. Each
 // forgery a compromised node could try is refused with its reason.
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, type X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

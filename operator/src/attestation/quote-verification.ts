@@ -6,7 +6,7 @@
 // then the quoted values are compared with the expected ones. Each failure has its own reason.
 import { constants, createHash, timingSafeEqual, verify } from 'node:crypto';
 import { EventLogError, loggedSecureBoot, parseEventLog, replayEventLog, type LoggedSecureBoot } from './event-log.js';
-import { hashOf, parseQuoteAttest, parseTpmtSignature, TpmAlg, TpmParseError, type QuoteAttest, type TpmPublic } from './tpm-structures.js';
+import { hashOf, parseQuoteAttest, parseTpmtSignature, TpmAlg, type QuoteAttest, type TpmParseError, type TpmPublic } from './tpm-structures.js';
 
 export const QuoteFailure = {
   QuoteSignatureInvalid: 'QuoteSignatureInvalid',

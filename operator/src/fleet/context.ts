@@ -7,7 +7,7 @@ import type { Clock } from '../runtime/clock.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { KubeClient } from '../runtime/kube-client.js';
 import type { RuntimeMetrics } from '../runtime/metrics.js';
-import type { AuditVerifier } from './audit-verifier.js';
+import type { AuditVerdicts } from './audit-verdicts.js';
 import type { FleetCaches } from './caches.js';
 import type { NodeReportIntake } from './intake.js';
 import type { FleetMetrics } from './metrics.js';
@@ -31,8 +31,8 @@ export interface FleetContext {
   resolver: ReferenceResolver;
   plans: PlanPublisher;
   intake: NodeReportIntake;
-  /** Verifies each node's audit log; its verdicts go into SecAINode status. */
-  audit?: AuditVerifier;
+  /** What the audit log controller concluded about each node's log; it goes into SecAINode status. */
+  auditVerdicts?: AuditVerdicts;
   rollouts: RolloutRecords;
   placement: ServicePlacement;
   events: EventRecorder;
@@ -45,7 +45,7 @@ export interface FleetContext {
 }
 
 /** Roll-ups of fleet state wait until every fleet node has a plan computed by this process. */
-export function plansPrimed(ctx: FleetContext): boolean {
+export function plansPrimed(ctx: Pick<FleetContext, 'plans' | 'caches'>): boolean {
   return ctx.plans.primed(ctx.caches.nodes.keys());
 }
 

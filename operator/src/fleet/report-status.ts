@@ -39,7 +39,7 @@ export interface ReportedState {
   attestation?: NodeAttestationStatus;
   models: NodeModelStatus[];
   inference: NodeServiceStatus[];
-  /** The signed tree head the report carried, bounded; verified by the AuditVerifier before status shows it. */
+  /** The signed tree head the report carried, bounded; verified by the audit log controller before status shows it. */
   auditHead?: SignedTreeHead;
   /** When the operator received the report (ms). */
   receivedAt: number;

@@ -4,7 +4,7 @@
 import { API_VERSION } from '../../../../api/crd/common.js';
 import { resourcePath } from '../../../../api/crd/paths.js';
 import type { SecAINode, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
-import type { FleetContext } from '../../fleet/context.js';
+import type { NodeControllerContext } from './context.js';
 import { AUDIT_REBASELINE_ANNOTATION } from '../../fleet/names.js';
 import type { Node } from '../../fleet/caches.js';
 import { semanticallyEqual } from '../../runtime/apply.js';
@@ -24,7 +24,7 @@ export class NodeReconciler {
   private readonly propagated = new Map<string, number>();
 
   constructor(
-    private readonly ctx: FleetContext,
+    private readonly ctx: NodeControllerContext,
     private readonly planner: NodePlanner,
   ) {}
 
@@ -35,7 +35,7 @@ export class NodeReconciler {
       await reconcileRemovedNode(ctx, name, rc);
       this.lastWrite.delete(name);
       this.propagated.delete(name);
-      ctx.audit?.forget(name);
+      ctx.auditVerdicts?.forget(name);
       ctx.applier.forget(resourcePath('secainodes', name));
       return;
     }
@@ -49,7 +49,7 @@ export class NodeReconciler {
 
     const uid = secaiNode.metadata.uid ?? '';
     const rebaseline = secaiNode.metadata.annotations?.[AUDIT_REBASELINE_ANNOTATION];
-    if (rebaseline !== undefined) ctx.audit?.rebaseline(name, uid);
+    if (rebaseline !== undefined) ctx.auditVerdicts?.rebaseline(name, uid);
     const observations = ctx.intake.observations(name);
     const graceEnds = ctx.settings.startedAt + ctx.settings.agentReconnectGraceMs;
     const desired = computeNodeStatus({
@@ -58,7 +58,7 @@ export class NodeReconciler {
       plan: current,
       observations,
       reconnectGraceOver: now >= graceEnds,
-      audit: ctx.audit?.verdict(name, uid),
+      audit: ctx.auditVerdicts?.verdict(name, uid),
       now,
     });
 

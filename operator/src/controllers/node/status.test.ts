@@ -1,7 +1,7 @@
 // SecAINode status and compliance as pure functions of reports, plan and connection.
 import { HeadTransitionFailure } from '../../../../api/audit/tree-head.js';
 import type { NodeDutyStatus, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
-import { AUDIT_FAILURE_PREFIX, verdictFromStatus } from '../../fleet/audit-verifier.js';
+import { AUDIT_FAILURE_PREFIX, verdictFromStatus } from '../../fleet/audit-verdicts.js';
 import type { NodeObservations } from '../../fleet/intake.js';
 import type { ReportedState } from '../../fleet/report-status.js';
 import { complianceOf, computeNodeStatus, withoutVolatileFields, type CurrentPlan } from './status.js';

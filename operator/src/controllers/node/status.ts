@@ -3,7 +3,7 @@
 // decides compliance, which governs the not-compliant taint.
 import type { Condition, NodeAuditStatus, NodeDutyStatus, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
 import { driftReasonOf, type DutyName } from '../../../../api/proto/duty-results.js';
-import { AUDIT_FAILURE_PREFIX, type AuditVerdict } from '../../fleet/audit-verifier.js';
+import { AUDIT_FAILURE_PREFIX, type AuditVerdict } from '../../fleet/audit-verdicts.js';
 import { findCondition, rfc3339Seconds, setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { NodeObservations } from '../../fleet/intake.js';
 import { agentStatusOf } from '../../fleet/report-status.js';

@@ -1,9 +1,11 @@
+import { DriftKind, DUTY_NAMES, DutyReason } from '../proto/duty-results.js';
 import { conditions, observedGeneration, sha256, timestamp } from './common.js';
 import { modelNodeState } from './model.js';
 import { conditionColumn, type ResourceDefinition } from './resource.js';
 import { array, boolean, enumeration, integer, object, optional, required, string } from './schema.js';
 
 export const SECURE_BOOT_STATES = ['Enabled', 'Disabled', 'Unknown'] as const;
+export const DUTY_STATES = ['OK', 'Progressing', 'Drifted', 'Failed'] as const;
 export const SERVICE_NODE_STATES = ['Pending', 'Starting', 'Serving', 'Stopped', 'Failed'] as const;
 
 const bigCount = (description: string) => integer(description, { minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -116,6 +118,31 @@ export const secaiNodeStatus = object('SecAINodeStatus', 'What the node reports 
       ),
     }),
   ),
+  duties: optional(
+    array(
+      'Each duty of the agent (a loop that re-reads the node and converges on the plan) as it last ended.',
+      object('NodeDutyStatus', 'One duty on this node.', {
+        duty: required(enumeration('egress, models, inference, vault, attestation or audit.', DUTY_NAMES)),
+        state: required(enumeration('OK, Progressing, Drifted (a change found, its repair not yet read back) or Failed.', DUTY_STATES)),
+        reason: required(enumeration('A stable code of the outcome.', Object.values(DutyReason))),
+        message: optional(string('A human-readable explanation.', { maxLength: 1024 })),
+        planGeneration: optional(bigCount('The plan generation the duty last converged on.')),
+        readBackDigest: optional(sha256('Egress: SHA-256 of the table read back from the kernel at the last check.')),
+        checkedAt: optional(timestamp('When the duty last ran.')),
+        consecutiveFailures: optional(integer('Failed runs in a row (the duty retries with backoff).', { minimum: 0, maximum: 1_000_000 })),
+        drifts: optional(bigCount('Drifts the duty found since the agent started.')),
+        lastDrift: optional(
+          object('NodeDriftStatus', 'The latest change the agent did not make.', {
+            kind: required(enumeration('What changed.', Object.values(DriftKind))),
+            detail: optional(string('What differed.', { maxLength: 512 })),
+            detectedAt: required(timestamp('When the agent found it.')),
+            repairedAt: optional(timestamp('When the repair was read back in force (or the changed state was judged, where nothing can be repaired).')),
+          }),
+        ),
+      }),
+      { maxItems: 8, listType: 'map', listMapKeys: ['duty'] },
+    ),
+  ),
   models: optional(modelNodeState),
   inference: optional(
     array(
@@ -159,6 +186,7 @@ export const secaiNodeResource: ResourceDefinition = {
     conditionColumn('Attested'),
     conditionColumn('AuditVerified', 'Audit'),
     { name: 'Plan', type: 'integer', jsonPath: '.status.plan.appliedGeneration', description: 'Applied plan generation.' },
+    { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Compliant")].reason', description: 'Why the node is (not) compliant.', priority: 1 },
     { name: 'Cordoned', type: 'boolean', jsonPath: '.spec.cordoned', description: 'Fleet containment.', priority: 1 },
     { name: 'Version', type: 'string', jsonPath: '.status.agent.version', description: 'Agent version.', priority: 1 },
   ],

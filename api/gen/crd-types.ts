@@ -607,6 +607,42 @@ export interface NodeVaultStatus {
   reasons?: string[];
 }
 
+/** The latest change the agent did not make. */
+export interface NodeDriftStatus {
+  /** What changed. */
+  kind: "table-missing" | "chain-changed" | "rule-changed" | "set-changed" | "set-element-added" | "set-element-removed" | "object-changed" | "foreign-hook" | "store-file-changed" | "store-file-missing" | "store-hash-mismatch" | "vault-header-changed" | "vault-lock-changed" | "pcr-changed" | "boot-state-changed" | "audit-log-changed";
+  /** What differed. */
+  detail?: string;
+  /** When the agent found it. */
+  detectedAt: string;
+  /** When the repair was read back in force (or the changed state was judged, where nothing can be repaired). */
+  repairedAt?: string;
+}
+
+/** One duty on this node. */
+export interface NodeDutyStatus {
+  /** egress, models, inference, vault, attestation or audit. */
+  duty: "egress" | "models" | "inference" | "vault" | "attestation" | "audit";
+  /** OK, Progressing, Drifted (a change found, its repair not yet read back) or Failed. */
+  state: "OK" | "Progressing" | "Drifted" | "Failed";
+  /** A stable code of the outcome. */
+  reason: "Converged" | "Progressing" | "Drift" | "RenderFailed" | "NftFailed" | "ReadBackMismatch" | "ReadBackFailed" | "RepairFailed" | "Failed";
+  /** A human-readable explanation. */
+  message?: string;
+  /** The plan generation the duty last converged on. */
+  planGeneration?: number;
+  /** Egress: SHA-256 of the table read back from the kernel at the last check. */
+  readBackDigest?: string;
+  /** When the duty last ran. */
+  checkedAt?: string;
+  /** Failed runs in a row (the duty retries with backoff). */
+  consecutiveFailures?: number;
+  /** Drifts the duty found since the agent started. */
+  drifts?: number;
+  /** The latest change the agent did not make. */
+  lastDrift?: NodeDriftStatus;
+}
+
 /** One artifact on this node. */
 export interface NodeModelStatus {
   /** The Model name. */
@@ -669,6 +705,8 @@ export interface SecAINodeStatus {
   attestation?: NodeAttestationStatus;
   /** The encrypted vault on the node. */
   vault?: NodeVaultStatus;
+  /** Each duty of the agent (a loop that re-reads the node and converges on the plan) as it last ended. */
+  duties?: NodeDutyStatus[];
   /** The state of every artifact in the node plan. */
   models?: NodeModelStatus[];
   /** The services the plan asks this node to serve. */

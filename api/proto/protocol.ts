@@ -4,7 +4,7 @@ import { canonicalJson } from '../canonical-json.js';
 import { NodePlan } from '../gen/proto/secai/fleet/v1/agent.js';
 
 /** Bumped on any incompatible change of agent.proto semantics; agents with another version are refused. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Largest message either end accepts (a plan with a 100,000-entry allowlist fits in about 4 MiB). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;

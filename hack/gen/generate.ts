@@ -8,10 +8,12 @@ import { chartCrdTemplates } from '../../test/chart/chart-crd-templates.js';
 
 export function generatedFiles(root: string): Map<string, string> {
   const files = new Map<string, string>();
-  for (const def of RESOURCES) files.set(join(root, 'crds', crdFileName(def)), renderCrdYaml(def));
+  const crds = new Map(RESOURCES.map((def) => [crdFileName(def), renderCrdYaml(def)]));
+  for (const [name, text] of crds) files.set(join(root, 'crds', name), text);
   files.set(join(root, 'api', 'gen', 'crd-types.ts'), renderTypes());
   files.set(join(root, BASE_RULESET_PATH), renderBaseRuleset());
-  for (const [path, text] of chartCrdTemplates(root)) files.set(join(root, path), text);
+  // From the CRDs rendered now, not the files on disk: one run brings everything up to date.
+  for (const [path, text] of chartCrdTemplates(root, crds)) files.set(join(root, path), text);
   return files;
 }
 

@@ -53,6 +53,7 @@ it('has the alerts the fleet audit asks for', () => {
     'SecAIAgentDown',
     'SecAIAuditLogVerificationFailed',
     'SecAIAuditLogAppendFailing',
+    'SecAINodeDrift',
     'SecAIModelRejected',
     'SecAIEgressRolloutStopped',
     'SecAIVaultUnlockedPastIdleLimit',

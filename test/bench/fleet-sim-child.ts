@@ -37,7 +37,7 @@ function send(message: FleetSimResponse | { type: 'ready' }): void {
 function enforcementOf(fleet: SimulatedFleet, marker: string): Map<string, number> {
   const found = new Map<string, number>();
   for (const { node, agent, egress } of fleet.agents) {
-    const plan = agent.appliedPlan();
+    const plan = agent.currentPlan();
     if (!plan?.egress?.allow.some((rule) => rule.destination?.value === marker)) continue;
     const at = egress.enforcedAt.get(plan.generation);
     if (at !== undefined) found.set(node, at);

@@ -243,7 +243,7 @@ async function refusalCount(reason: string): Promise<number> {
 
 it('gives an agent its own node plan when its Pod-bound token matches the node it claims', async () => {
   const token = await requestToken('secai-agent', { pod: 'agent-a' });
-  const report: Report = { planGeneration: 1, planDigest: 'digest-of-a', planError: '', models: [], services: [], observedUnixMillis: Date.now() };
+  const report: Report = { planGeneration: 1, planDigest: 'digest-of-a', planError: '', models: [], services: [], observedUnixMillis: Date.now(), duties: [] };
   const outcome = await connectAs(nodeA, token, {}, report);
   expect(outcome.welcome).toBe(true);
   expect(outcome.plans.map((p) => p.nodeName)).toEqual([nodeA]);
@@ -253,7 +253,7 @@ it('gives an agent its own node plan when its Pod-bound token matches the node i
 it('refuses a token bound to node A that claims node B: no plan of B, no report for B', async () => {
   const before = await refusalCount('REFUSAL_REASON_IDENTITY_MISMATCH');
   const token = await requestToken('secai-agent', { pod: 'agent-a' });
-  const report: Report = { planGeneration: 1, planDigest: 'forged', planError: '', models: [], services: [], observedUnixMillis: Date.now() };
+  const report: Report = { planGeneration: 1, planDigest: 'forged', planError: '', models: [], services: [], observedUnixMillis: Date.now(), duties: [] };
   const outcome = await connectAs(nodeB, token, {}, report);
   expect(outcome).toEqual({ welcome: false, refusal: RefusalReason.REFUSAL_REASON_IDENTITY_MISMATCH, plans: [] });
   expect(received.some((r) => r.node === nodeB)).toBe(false);

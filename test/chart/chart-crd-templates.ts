@@ -37,10 +37,12 @@ export function renderCrdTemplate(fileName: string, crdYaml: string): string {
 }
 
 /** Every CRD template, by path relative to the repository root. */
-export function chartCrdTemplates(root: string): Map<string, string> {
+/** The chart's CRD templates from the CRD YAML in crds/, or from `sources` (file name → YAML) when given. */
+export function chartCrdTemplates(root: string, sources?: ReadonlyMap<string, string>): Map<string, string> {
   const files = new Map<string, string>();
-  for (const name of readdirSync(join(root, 'crds')).filter((f) => f.endsWith('.yaml')).sort()) {
-    files.set(`${TEMPLATE_DIR}/${name}`, renderCrdTemplate(name, readFileSync(join(root, 'crds', name), 'utf8')));
+  const names = sources ? [...sources.keys()] : readdirSync(join(root, 'crds')).filter((f) => f.endsWith('.yaml'));
+  for (const name of names.sort()) {
+    files.set(`${TEMPLATE_DIR}/${name}`, renderCrdTemplate(name, sources?.get(name) ?? readFileSync(join(root, 'crds', name), 'utf8')));
   }
   return files;
 }

@@ -1,16 +1,16 @@
 // The lab end to end: `lab up` brings a fleet of two nodes to convergence on this machine; from
 // inside a node's namespace the allowed upstream connects, the blocked ones do not, and the model
-// answers through the OpenAI-compatible API; Prometheus answers the fleet-audit questions; no metric
-// carries a prompt, a response, a token or a key; revocation stops serving; every node is attested
-// from verified TPM quotes, and a PCR changed behind the event log's back is caught; `lab down`
-// leaves nothing behind.
-import { execFileSync } from 'node:child_process';
+// answers through the OpenAI-compatible API; a deleted egress table is healed and shown as drift;
+// Prometheus answers the fleet-audit questions; no metric carries a prompt, a response, a token or
+// a key; revocation stops serving; every node is attested from verified TPM quotes, and a PCR
+// changed behind the event log's back is caught; `lab down` leaves nothing behind.
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resourcePath } from '../../api/crd/paths.js';
 import type { SecAINode } from '../../api/gen/crd-types.js';
-import { readState, REPO_ROOT, restartApiServer } from '../../hack/control-plane/control-plane.js';
+import { readState, REPO_ROOT, restartApiServer, toolPath } from '../../hack/control-plane/control-plane.js';
 import { labDown, labUp } from '../../hack/lab/lab.js';
 import { labPaths } from '../../hack/lab/lab-layout.js';
 import { LAB_MODEL, LAB_PCR7 } from '../../hack/lab/lab-samples.js';
@@ -122,6 +122,46 @@ it('reports every node Ready, Compliant, Attested and AuditVerified in SecAINode
     });
   }
 });
+
+it('heals a deleted egress table: a Warning Event, Compliant=False, the repair read back, the blocked port refused again', async () => {
+  const node = topology.nodes[0];
+  const blocked = topology.upstream.blocked[0];
+  if (!node || !blocked) throw new Error('no node or no blocked port');
+  // Every Compliant reason the SecAINode passes through, as a watch sees each write.
+  const watch = spawn(
+    toolPath('kubectl'),
+    ['--kubeconfig', topology.kubeconfig, 'get', 'secainode', node.name, '--watch', '--output-watch-events', '-o', 'jsonpath={.object.status.conditions[?(@.type=="Compliant")].reason}{"\\n"}'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let seen = '';
+  watch.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+  try {
+    await eventually('the watch to start', async () => (seen.includes('Compliant') ? true : undefined), 30_000);
+    const tampered = Date.now();
+    expect(inNamespace(node.namespace, 'nft delete table inet secai').status).toBe(0);
+    const drift = await eventually('the repaired drift in status', async () => {
+      const n = await kube.request<SecAINode>({ method: 'GET', path: resourcePath('secainodes', node.name) });
+      const d = n.status?.duties?.find((x) => x.duty === 'egress')?.lastDrift;
+      return d?.kind === 'table-missing' && d.repairedAt && Date.parse(d.detectedAt) >= Math.floor(tampered / 1000) * 1000 ? d : undefined;
+    }, 30_000);
+    // Status times are whole seconds: within the 5 s bar, with a second of rounding.
+    expect(Date.parse(drift.repairedAt!) - tampered).toBeLessThan(6_000);
+    const reasons = await eventually('the Events', async () => {
+      const list = await kube.request<{ items: { reason: string; type: string; regarding: { name: string } }[] }>({ method: 'GET', path: '/apis/events.k8s.io/v1/namespaces/default/events' });
+      const mine = list.items.filter((e) => e.regarding.name === node.name).map((e) => `${e.type}/${e.reason}`);
+      return mine.includes('Warning/EgressDrift') && mine.includes('Normal/EgressDriftRepaired') ? mine : undefined;
+    }, 30_000);
+    expect(reasons).toEqual(expect.arrayContaining(['Warning/EgressDrift', 'Normal/EgressDriftRepaired']));
+    await eventually('Compliant again', async () => (/EgressDrift\n(?:.*\n)*Compliant\n/.test(seen) ? true : undefined), 30_000);
+    expect(seen.split('\n')).toContain('EgressDrift');
+    expect(inNamespace(node.namespace, 'nft list table inet secai >/dev/null').status).toBe(0);
+    expect(inNamespace(node.namespace, `timeout 3 bash -c 'exec 3<>/dev/tcp/${blocked.host}/${blocked.port}'`).status).not.toBe(0);
+    const metrics = await (await fetch(node.metrics)).text();
+    expect(metrics).toMatch(/secai_agent_drift_total\{duty="egress",kind="table-missing"\} [1-9]/);
+  } finally {
+    watch.kill();
+  }
+}, 120_000);
 
 describe('Prometheus answers the fleet-audit questions (README queries)', () => {
   it('scrapes the operator and every agent', async () => {

@@ -5,6 +5,7 @@
 // kernel dump (nft-set-elements), which must read exactly what nft's listing reads.
 import pino from 'pino';
 import { Registry } from 'prom-client';
+import { DutyStatus, type EgressPlan, NodePlan } from '../../api/gen/proto/secai/fleet/v1/agent.js';
 import { MemoryAuditSink } from '../../agents/src/audit/audit-sink.js';
 import { runCommand } from '../../agents/src/exec.js';
 import { applyEgressTable, harvestEgressCounters, readEgressTable } from '../../agents/src/egress/apply-egress.js';
@@ -16,6 +17,7 @@ import { type RenderedEgressRuleset, renderEgressRuleset, replaceTableTransactio
 import { buildSetElementReader, nativeHelperCacheDir } from '../../agents/src/egress/set-element-reader.js';
 import { GOLDEN_CASES, plan } from '../../agents/src/egress/testdata/golden-cases.js';
 import { allowlistPlan } from '../bench/nft-apply.js';
+import { recordingDutyContext } from '../support/duty-context.js';
 import { NetnsHarness } from '../support/netns.js';
 
 let harness: NetnsHarness;
@@ -198,20 +200,22 @@ test('an nft failure leaves the previous table in force and is reported and coun
   const metrics = egressMetrics(registry);
   const logger = pino({ level: 'silent' });
   const audit = new MemoryAuditSink();
-  const enforcer = new EgressEnforcer({ nft: target, inboundTcpPorts: [], logger, metrics, audit });
-  const good = await enforcer.applyEgress(plan([{ ip: '192.0.2.10', ports: [[443]] }]));
-  expect(good.error).toBe('');
-  expect(audit.events).toEqual([expect.objectContaining({ type: 'egress.applied', subject: good.rulesetDigest })]);
+  const { ctx } = recordingDutyContext();
+  const converge = (e: EgressEnforcer, egress: EgressPlan) => e.converge(NodePlan.fromPartial({ egress }), ctx);
+  const enforcer = new EgressEnforcer({ nft: target, inboundTcpPorts: [], logger, metrics, audit, watch: false });
+  const good = await converge(enforcer, plan([{ ip: '192.0.2.10', ports: [[443]] }]));
+  expect(good).toMatchObject({ status: DutyStatus.DUTY_STATUS_OK, reason: 'Converged' });
+  expect(audit.events).toEqual([expect.objectContaining({ type: 'egress.applied', subject: good.readBackDigest })]);
 
-  const broken = new EgressEnforcer({ nft: { ...target, nftPath: '/nonexistent/nft' }, inboundTcpPorts: [], logger, metrics });
-  const failed = await broken.applyEgress(plan([{ ip: '192.0.2.11', ports: [[443]] }]));
-  expect(failed.error).toMatch(/nft could not apply the egress table/);
+  const broken = new EgressEnforcer({ nft: { ...target, nftPath: '/nonexistent/nft' }, inboundTcpPorts: [], logger, metrics, watch: false });
+  const failed = await converge(broken, plan([{ ip: '192.0.2.11', ports: [[443]] }]));
+  expect(failed).toMatchObject({ status: DutyStatus.DUTY_STATUS_FAILED, reason: 'NftFailed', message: expect.stringMatching(/nft could not apply the egress table/) });
   expect(await registry.getSingleMetricAsString('secai_agent_egress_apply_failures_total')).toMatch(/reason="nft"} 1/);
   // Still the good plan's table.
   expect((await readEgressTable(target)).table.sets.find((set) => set.name === 'allow_v4_tcp_port')?.elements).toEqual(['192.0.2.10 . 443']);
 
-  const refused = await enforcer.applyEgress(plan([{ cidr: '192.0.2.1/24' }]));
-  expect(refused.error).toMatch(/cannot be rendered: .*host bits/);
+  const refused = await converge(enforcer, plan([{ cidr: '192.0.2.1/24' }]));
+  expect(refused).toMatchObject({ status: DutyStatus.DUTY_STATUS_FAILED, reason: 'RenderFailed', message: expect.stringMatching(/cannot be rendered: .*host bits/) });
   expect(await registry.getSingleMetricAsString('secai_agent_egress_apply_failures_total')).toMatch(/reason="render"} 1/);
   await enforcer.stop();
   await broken.stop();

@@ -2,8 +2,7 @@
 // the node namespace runs a real EgressEnforcer; every destination, allowed or blocked, is an
 // address of the upstream namespace this test created.
 import { EgressMode, EgressPlan, Protocol, Via } from '../../api/gen/proto/secai/fleet/v1/agent.js';
-import { applyEgressTable, readEgressTable } from '../../agents/src/egress/apply-egress.js';
-import { renderEgressRuleset } from '../../agents/src/egress/render-egress-ruleset.js';
+import { readEgressTable } from '../../agents/src/egress/apply-egress.js';
 import { EgressFixture, NODE_V4, OTHER_V4, RESOLVER_V4, ROGUE_RESOLVER_V4, UPSTREAM_V4, UPSTREAM_V6 } from './egress-fixture.js';
 
 const ALLOWED_PORT = 8001;
@@ -56,8 +55,8 @@ test('before any table, the namespaces reach each other (the test network works)
 });
 
 test('an allowed destination connects; other ports, addresses and protocols are rejected at once and counted', async () => {
-  const { report } = await fixture.node.request({ op: 'apply', plan: plan({ allow: baseAllow }), inboundTcpPorts: [INBOUND_PORT] });
-  expect(report.error ?? '').toBe('');
+  const { report, result } = await fixture.node.request({ op: 'apply', plan: plan({ allow: baseAllow }), inboundTcpPorts: [INBOUND_PORT] });
+  expect(result.status).toBe('DUTY_STATUS_OK');
   expect(report.rulesetDigest).toMatch(/^[0-9a-f]{64}$/);
   expect(report.allowEntries).toBe(3);
 
@@ -144,8 +143,8 @@ test('DNS goes only to the allowed resolvers, at the plan rate; the rest is drop
 
 test('the rules stay in force after the process that applied them is killed', async () => {
   const applier = await fixture.startNodeSide();
-  const { report } = await applier.request({ op: 'apply', plan: plan({ allow: baseAllow }) });
-  expect(report.error ?? '').toBe('');
+  const { result } = await applier.request({ op: 'apply', plan: plan({ allow: baseAllow }) });
+  expect(result.status).toBe('DUTY_STATUS_OK');
   await applier.process.kill('SIGKILL');
   expect((await applier.process.exited).signal).toBe('SIGKILL');
 
@@ -168,9 +167,8 @@ test('replacing the table under live traffic drops no allowed connection', async
   ];
   const firstReplacement = Date.now();
   for (let i = 0; i < 6; i++) {
-    const rendered = renderEgressRuleset(EgressPlan.fromJSON(plan({ allow: variants[i % variants.length]! })), new Map(), { inboundTcpPorts: [] });
-    const applied = await applyEgressTable(fixture.nftTarget(), rendered);
-    expect(applied.mismatches).toEqual([]);
+    const { result: applied } = await fixture.node.request({ op: 'apply', plan: plan({ allow: variants[i % variants.length]! }) });
+    expect(applied.status).toBe('DUTY_STATUS_OK');
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const lastReplacement = Date.now();
@@ -187,11 +185,11 @@ test('via: Tor entries are redirected to the TransPort the plan names', async ()
   const tor = fixture.harness.spawn(fixture.nodeNamespace, process.execPath, [new URL('upstream-servers.ts', import.meta.url).pathname, '--tcp', `127.0.0.1:${transPort}`]);
   try {
     await tor.waitForOutput(/^ready$/m);
-    const { report } = await fixture.node.request({
+    const { result } = await fixture.node.request({
       op: 'apply',
       plan: plan({ allow: [...baseAllow, { ip: UPSTREAM_V4, ports: [[TOR_PORT]], via: Via.VIA_TOR }], torTransPort: transPort }),
     });
-    expect(report.error ?? '').toBe('');
+    expect(result.status).toBe('DUTY_STATUS_OK');
     // The stand-in for Tor answers, not the upstream server on TOR_PORT.
     await expect(connect(fixture.node, UPSTREAM_V4, TOR_PORT)).resolves.toMatchObject({ ok: true, greeting: `ok ${transPort}` });
     await expect(connect(fixture.node, UPSTREAM_V4, ALLOWED_PORT)).resolves.toMatchObject({ ok: true, greeting: `ok ${ALLOWED_PORT}` });

@@ -1,6 +1,7 @@
 // The agent side of the egress tests, run inside the test's "node" namespace (with tsx): it holds
-// a real EgressEnforcer applying real nftables in that namespace, and makes the connections and
-// DNS queries the tests observe. It answers JSON lines on standard input with JSON lines
+// a real NodeAgent whose one duty is a real EgressEnforcer applying real nftables in that namespace
+// (its loop resyncs and its netlink watch runs, as on a node), and makes the connections and DNS
+// queries the tests observe. It answers JSON lines on standard input with JSON lines
 // `{"id": n, ...}` on standard output; logs go to standard error.
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
@@ -8,7 +9,14 @@ import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { EgressPlan, EgressReport } from '../../api/gen/proto/secai/fleet/v1/agent.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DutyResult, EgressPlan, EgressReport, NodePlan } from '../../api/gen/proto/secai/fleet/v1/agent.js';
+import { planDigest } from '../../api/proto/protocol.js';
+import { NodeAgent } from '../../agents/src/agent/node-agent.js';
+import { PlanStore } from '../../agents/src/agent/plan-store.js';
+import { MemoryAuditSink } from '../../agents/src/audit/audit-sink.js';
 import { runCommand } from '../../agents/src/exec.js';
 import { queryResolver, resolveThroughResolvers } from '../../agents/src/egress/dns-client.js';
 import { EgressEnforcer } from '../../agents/src/egress/egress-enforcer.js';
@@ -16,8 +24,10 @@ import { egressMetrics } from '../../agents/src/egress/egress-metrics.js';
 import { nativeHelperCacheDir, withSetElementReader } from '../../agents/src/egress/set-element-reader.js';
 
 export type NodeRequest =
-  | { op: 'apply'; plan: unknown; inboundTcpPorts?: number[]; fqdnTimeouts?: { minSeconds: number; maxSeconds: number } }
+  | { op: 'apply'; plan: unknown; inboundTcpPorts?: number[]; fqdnTimeouts?: { minSeconds: number; maxSeconds: number }; allowForeignHooks?: string[] }
   | { op: 'report' }
+  | { op: 'duty' }
+  | { op: 'stopLoops' }
   | { op: 'metrics' }
   | { op: 'connect'; host: string; port: number; timeoutMs: number }
   | { op: 'connectLoop'; host: string; port: number; count: number; intervalMs: number; timeoutMs: number; maxMs: number }
@@ -38,6 +48,10 @@ const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination
 const registry = new Registry();
 const metrics = egressMetrics(registry);
 let enforcer: EgressEnforcer | undefined;
+let agent: NodeAgent | undefined;
+let generation = 0;
+const audit = new MemoryAuditSink();
+const NODE_NAME = 'egress-test-node';
 // As the agent does: the kernel dump of set elements when the reader builds here.
 const nft = await withSetElementReader({ exec: runCommand, nftPath: 'nft' }, { exec: runCommand, cacheDir: nativeHelperCacheDir() }, logger);
 
@@ -80,18 +94,42 @@ function udpRoundTrip(host: string, port: number, timeoutMs: number): Promise<Co
 async function handle(request: NodeRequest): Promise<unknown> {
   switch (request.op) {
     case 'apply': {
-      enforcer ??= new EgressEnforcer({
-        nft,
-        inboundTcpPorts: request.inboundTcpPorts ?? [],
-        logger,
-        metrics,
-        fqdnTimeouts: request.fqdnTimeouts,
-      });
-      return { report: EgressReport.toJSON(await enforcer.applyEgress(EgressPlan.fromJSON(request.plan))) };
+      if (!enforcer || !agent) {
+        enforcer = new EgressEnforcer({
+          nft,
+          inboundTcpPorts: request.inboundTcpPorts ?? [],
+          allowForeignHooks: request.allowForeignHooks,
+          logger,
+          metrics,
+          audit,
+          fqdnTimeouts: request.fqdnTimeouts,
+        });
+        agent = new NodeAgent({
+          nodeName: NODE_NAME,
+          version: 'test',
+          capabilities: ['nftables'],
+          store: new PlanStore(mkdtempSync(join(tmpdir(), 'egress-node-'))),
+          duties: [enforcer],
+          audit,
+          auditPublicKey: Buffer.alloc(32),
+          logger,
+          registry,
+        });
+        await agent.start();
+      }
+      const unsigned = NodePlan.fromPartial({ nodeName: NODE_NAME, generation: ++generation, egress: EgressPlan.fromJSON(request.plan) });
+      await agent.receivePlan({ ...unsigned, digest: planDigest(unsigned) });
+      return dutyState();
     }
     case 'report':
       if (!enforcer) throw new Error('nothing applied yet');
       return { report: EgressReport.toJSON(await enforcer.report()) };
+    case 'duty':
+      return dutyState();
+    case 'stopLoops':
+      // The table stays as it is; nothing re-checks it any more.
+      await agent?.stop();
+      return {};
     case 'metrics':
       return { text: await registry.metrics() };
     case 'connect':
@@ -122,6 +160,13 @@ async function handle(request: NodeRequest): Promise<unknown> {
     case 'resolve':
       return resolveThroughResolvers(request.name, request.resolvers, { timeoutMs: 1000 });
   }
+}
+
+/** The egress report, the duty's result and the audit trail so far. */
+async function dutyState(): Promise<unknown> {
+  if (!enforcer || !agent) throw new Error('nothing applied yet');
+  const result = agent.dutyResults().find((r) => r.duty === 'egress')!;
+  return { report: EgressReport.toJSON(await enforcer.report()), result: DutyResult.toJSON(result), audit: audit.events.map((e) => ({ type: e.type, subject: e.subject ?? '', data: e.data })) };
 }
 
 createInterface({ input: process.stdin }).on('line', (line) => {

@@ -58,8 +58,8 @@ async function fqdnElements(): Promise<string[]> {
 }
 
 test('a name resolved through the allowed resolver is allowed for its TTL, refreshed before expiry, and follows answer changes', async () => {
-  const { report } = await fixture.node.request({ op: 'apply', plan: plan(['mirror.test']), fqdnTimeouts: FQDN_TIMEOUTS });
-  expect(report.error ?? '').toBe('');
+  const { result } = await fixture.node.request({ op: 'apply', plan: plan(['mirror.test']), fqdnTimeouts: FQDN_TIMEOUTS });
+  expect(result.status).toBe('DUTY_STATUS_OK');
   expect(await fqdnElements()).toEqual([`${UPSTREAM_V4} . ${PORT}`]);
   await expect(connect(UPSTREAM_V4)).resolves.toMatchObject({ ok: true });
   await expect(connect(OTHER_V4)).resolves.toMatchObject({ ok: false });
@@ -86,8 +86,8 @@ test('a name resolved through the allowed resolver is allowed for its TTL, refre
 
 test('fail closed: an unresolvable name allows nothing, and answers that stop coming expire', async () => {
   await fixture.setZone({ 'mirror.test': { a: [UPSTREAM_V4], ttl: TTL_SECONDS } });
-  const { report } = await fixture.node.request({ op: 'apply', plan: plan(['missing.test', 'mirror.test']), fqdnTimeouts: FQDN_TIMEOUTS });
-  expect(report.error ?? '').toBe('');
+  const { result } = await fixture.node.request({ op: 'apply', plan: plan(['missing.test', 'mirror.test']), fqdnTimeouts: FQDN_TIMEOUTS });
+  expect(result.status).toBe('DUTY_STATUS_OK');
   // A cached answer from the previous test may still be live; the next refresh brings the new one.
   await eventually(async () => expect(await fqdnElements()).toEqual([`${UPSTREAM_V4} . ${PORT}`]), TTL_SECONDS * 2000 + 1000);
 

@@ -154,7 +154,7 @@ it('keeps a real agent\'s growing log verified across many heads, one consistenc
   for (let round = 0; round < 12; round++) {
     if (round % 3 === 0) {
       await env.apply('egresspolicies', { kind: 'EgressPolicy', metadata: { name: 'audit-growth' }, spec: { allow: [{ ip: `192.0.2.${round + 1}` }], rollout: { canary: 0, maxUnavailable: '100%' } } });
-      await eventually(() => agent.appliedPlan()?.egress?.allow.some((r) => r.destination?.value === `192.0.2.${round + 1}`), 20_000, 'the plan');
+      await eventually(() => agent.currentPlan()?.egress?.allow.some((r) => r.destination?.value === `192.0.2.${round + 1}`), 20_000, 'the plan');
     }
     for (let i = 0; i < 3; i++) await log.record(auditEvent(100 + round * 3 + i));
     agent.reportSoon();

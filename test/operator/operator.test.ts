@@ -4,6 +4,7 @@
 // InferenceServices, EgressPolicy enforcement, Events, metrics and health.
 import { createHash } from 'node:crypto';
 import pino from 'pino';
+import { DutyStatus, type DutyResult } from '../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { ChannelBackend } from '../../operator/src/channel/server.js';
 import { startOperator, type OperatorHandle } from '../../operator/src/cmd/operator.js';
 import { condition, FleetEnv, OPERATOR_NAMESPACE, type KubeObjectLike } from './support/fleet-env.js';
@@ -74,13 +75,47 @@ describe('SecAINode lifecycle and the not-compliant taint', () => {
     await eventually(async () => !(await tainted('life-1')), 15_000, 'the taint to go');
     expect(await env.eventReasons('life-1', ['Enrolled', 'Compliant'])).toEqual(expect.arrayContaining(['Enrolled', 'Compliant']));
 
-    // A plan error makes it non-compliant again: tainted, with the reason in the condition.
+    // An egress duty that fails makes it non-compliant again: tainted, with the reason in the condition.
     const a = agents.find((x) => x.node === 'life-1')!;
-    a.send({ ...a.reportFor(), planError: 'nft: syntax error in ruleset' });
-    await eventually(async () => condition(await secaiNode('life-1'), 'Compliant')?.reason === 'PlanFailed', 15_000, 'PlanFailed');
+    const withEgress = (over: Partial<DutyResult>) => {
+      const r = a.reportFor();
+      return { ...r, duties: r.duties.map((d) => (d.duty === 'egress' ? { ...d, ...over } : d)) };
+    };
+    a.send(withEgress({ status: DutyStatus.DUTY_STATUS_FAILED, reason: 'NftFailed', message: 'nft: syntax error in ruleset' }));
+    const failed = await eventually(async () => {
+      const n = await secaiNode('life-1');
+      return condition(n, 'Compliant')?.reason === 'EgressNotEnforced' ? n : undefined;
+    }, 15_000, 'EgressNotEnforced');
+    expect(condition(failed, 'Compliant')?.message).toContain('NftFailed');
     await eventually(() => tainted('life-1'), 15_000, 'the taint to return');
     a.apply();
     await eventually(async () => !(await tainted('life-1')), 15_000, 'the taint to go again');
+
+    // Drift the node has not repaired yet: Compliant=False with EgressDrift, a Warning, the taint back.
+    const detected = Date.now() - 2000;
+    const drift = { kind: 'table-missing', detail: 'the inet secai table is gone', detectedUnixMillis: detected, repairedUnixMillis: 0 };
+    a.send(withEgress({ status: DutyStatus.DUTY_STATUS_DRIFTED, reason: 'Drift', drifts: 1, lastDrift: drift }));
+    const drifted = await eventually(async () => {
+      const n = await secaiNode('life-1');
+      return condition(n, 'Compliant')?.reason === 'EgressDrift' ? n : undefined;
+    }, 15_000, 'EgressDrift');
+    expect(condition(drifted, 'Compliant')).toMatchObject({ status: 'False', message: expect.stringContaining('table-missing') });
+    expect(status<{ duties: { duty: string; state: string }[] }>(drifted).duties.find((d) => d.duty === 'egress')).toMatchObject({ state: 'Drifted', lastDrift: { kind: 'table-missing' } });
+    await eventually(() => tainted('life-1'), 15_000, 'the taint while drifted');
+    // Repaired and read back: compliant again, untainted, and an Event of each.
+    a.send(withEgress({ drifts: 1, lastDrift: { ...drift, repairedUnixMillis: Date.now() } }));
+    await eventually(async () => condition(await secaiNode('life-1'), 'Compliant')?.status === 'True', 15_000, 'Compliant after the repair');
+    await eventually(async () => !(await tainted('life-1')), 15_000, 'the taint to go after the repair');
+    expect(await env.eventReasons('life-1', ['EgressDrift', 'EgressDriftRepaired'])).toEqual(expect.arrayContaining(['EgressDrift', 'EgressDriftRepaired']));
+
+    // A drift repaired before the operator saw it still leaves its record: both Events again.
+    const fast = { kind: 'rule-changed', detail: 'a rule was added', detectedUnixMillis: Date.now() - 50, repairedUnixMillis: Date.now() };
+    const warned = (await env.events('life-1')).filter((e) => e.reason === 'EgressDrift').length;
+    a.send(withEgress({ drifts: 2, lastDrift: fast }));
+    await eventually(async () => (await env.events('life-1')).filter((e) => e.reason === 'EgressDrift').length > warned, 15_000, 'the Warning of a fast repair');
+    expect(await env.eventReasons('life-1', ['EgressDriftRepaired', 'EgressDriftRepaired'])).toEqual(expect.arrayContaining(['EgressDriftRepaired']));
+    await eventually(async () => condition(await secaiNode('life-1'), 'Compliant')?.status === 'True', 15_000, 'Compliant after a fast repair');
+    expect(await tainted('life-1')).toBe(false);
 
     // What the agent says of its boot state, however good, never makes it attested: only a quote
     // the operator verified does (test/operator/attestation.test.ts).

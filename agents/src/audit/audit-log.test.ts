@@ -129,8 +129,34 @@ describe('rotation', () => {
   });
 });
 
+describe('segment files checked against what the log wrote', () => {
+  it('finds nothing while the log alone writes, and names each change made behind its back', async () => {
+    const log = await filled(700, { maxSegmentBytes: 64 * 1024 });
+    expect(await log.checkSegments()).toEqual([]);
+    const names = (await readdir(join(dir, SEGMENTS_DIR))).sort();
+    const [sealed, second] = names;
+    const open = names.at(-1)!;
+    await chmod(join(dir, SEGMENTS_DIR, sealed!), 0o640);
+    await appendFile(join(dir, SEGMENTS_DIR, sealed!), 'x');
+    await rm(join(dir, SEGMENTS_DIR, second!));
+    await appendFile(join(dir, SEGMENTS_DIR, open), '{"forged":true}\n');
+    await writeFile(join(dir, SEGMENTS_DIR, '0000000000005000.jsonl'), '');
+    const changes = await log.checkSegments();
+    expect(changes).toHaveLength(4);
+    expect(changes).toEqual(
+      expect.arrayContaining([
+        `sealed segment ${sealed} changed`,
+        `sealed segment ${second} is gone`,
+        'segment 0000000000005000.jsonl was not written by the log',
+        expect.stringMatching(/^the open segment holds \d+ bytes, the log wrote \d+$/),
+      ]),
+    );
+    await log.close();
+  });
+});
+
 describe('signed heads and proofs', () => {
-  it('signs heads under the node key, stores one per new size, and signs periodically while the tree grows', async () => {
+  it('signs heads under the node key, stores one per new size, and says when the tree grew past the stored head', async () => {
     let now = 1_700_000_000_000;
     const log = await filled(4, { clock: () => now });
     const first = await log.signTreeHead();
@@ -140,10 +166,11 @@ describe('signed heads and proofs', () => {
     expect(again.timestampUnixMillis).toBe(first.timestampUnixMillis + 1000);
     expect((await readFile(join(dir, HEADS_FILE), 'utf8')).trim().split('\n')).toHaveLength(1);
 
-    const stop = log.startPeriodicHeads(20);
+    expect(log.grewSinceStoredHead).toBe(false);
     await log.record(event(4));
-    for (let i = 0; i < 100 && log.latestStoredHead?.treeSize !== 5; i++) await new Promise((r) => setTimeout(r, 10));
-    stop();
+    expect(log.grewSinceStoredHead).toBe(true);
+    await log.signTreeHead();
+    expect(log.grewSinceStoredHead).toBe(false);
     expect(log.latestStoredHead?.treeSize).toBe(5);
     expect((await readFile(join(dir, HEADS_FILE), 'utf8')).trim().split('\n')).toHaveLength(2);
     await log.close();

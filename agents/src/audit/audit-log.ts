@@ -5,12 +5,13 @@
 // entries and refuses to append to a log that was changed behind its back.
 import { sign } from 'node:crypto';
 import { chmod, mkdir, open, readdir, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { consistencyProofRanges, inclusionProofRanges, leafHash } from '../../../api/audit/merkle.js';
 import { treeHeadSigningInput, verifyTreeHeadSignature } from '../../../api/audit/tree-head.js';
 import type { ConsistencyProof, SignedTreeHead } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { sameStoredState, storedFileState, type StoredFileState } from '../file-state.js';
 import { fsyncPath } from '../fsync.js';
 import { auditLogMetrics, type AuditLogMetrics } from './audit-metrics.js';
 import type { AuditEvent, AuditSink } from './audit-sink.js';
@@ -56,6 +57,8 @@ export class AuditLog implements AuditSink {
   private failure: Error | undefined;
   private segment!: { handle: FileHandle; path: string; bytes: number };
   private lastStoredHead: SignedTreeHead | undefined;
+  /** Sealed (rotated, read-only) segments as they lay when sealed or loaded. */
+  private readonly sealed = new Map<string, StoredFileState>();
 
   private constructor(
     private readonly dir: string,
@@ -131,6 +134,10 @@ export class AuditLog implements AuditSink {
       }
     }
     await cache.return(undefined);
+    for (const { path } of segments.slice(0, -1)) {
+      const state = await storedFileState(path);
+      if (state) this.sealed.set(path, state);
+    }
     if (cachedLeaves > index) throw new AuditLogCorruptError(`the tree holds ${cachedLeaves} entries, the segments only ${index}`);
     await this.loadLastHead();
     const handle = await open(lastPath, 'a', 0o640);
@@ -242,6 +249,8 @@ export class AuditLog implements AuditSink {
     await closed.handle.sync();
     await closed.handle.close();
     await chmod(closed.path, 0o440);
+    const state = await storedFileState(closed.path);
+    if (state) this.sealed.set(closed.path, state);
     const path = join(this.dir, SEGMENTS_DIR, segmentName(this.tree.size));
     const handle = await open(path, 'wx', 0o640);
     this.segment = { handle, path, bytes: 0 };
@@ -277,14 +286,33 @@ export class AuditLog implements AuditSink {
     return this.lastStoredHead;
   }
 
-  /** Signs a head whenever the tree has grown since the last stored head; returns a stop function. */
-  startPeriodicHeads(intervalMs: number): () => void {
-    const timer = setInterval(() => {
-      if (this.tree.size === (this.lastStoredHead?.treeSize ?? 0)) return;
-      this.signTreeHead().catch((error: unknown) => this.logger.error({ err: error }, 'periodic tree head failed'));
-    }, intervalMs);
-    timer.unref();
-    return () => clearInterval(timer);
+  /** Whether entries were appended since the last stored head. */
+  get grewSinceStoredHead(): boolean {
+    return this.tree.size !== (this.lastStoredHead?.treeSize ?? 0);
+  }
+
+  /**
+   * What changed in the segment files behind the log's back: a sealed segment changed or gone, a
+   * segment the log did not write, the open segment longer or shorter than what it appended. Cheap
+   * (a stat per segment); the entries themselves are re-read only when the log is opened.
+   */
+  checkSegments(): Promise<string[]> {
+    return this.serial(async () => {
+      const changes: string[] = [];
+      const present = new Set((await this.listSegments()).map((s) => s.path));
+      for (const [path, recorded] of this.sealed) {
+        const now = await storedFileState(path);
+        if (!now) changes.push(`sealed segment ${basename(path)} is gone`);
+        else if (!sameStoredState(recorded, now)) changes.push(`sealed segment ${basename(path)} changed`);
+        present.delete(path);
+      }
+      present.delete(this.segment.path);
+      for (const path of present) changes.push(`segment ${basename(path)} was not written by the log`);
+      const active = await storedFileState(this.segment.path);
+      if (!active) changes.push(`the open segment ${basename(this.segment.path)} is gone`);
+      else if (active.size !== this.segment.bytes) changes.push(`the open segment holds ${active.size} bytes, the log wrote ${this.segment.bytes}`);
+      return changes;
+    });
   }
 
   /** RFC 6962 audit path of entry `index` in the tree of `treeSize` (default: the current tree). */

@@ -7,11 +7,14 @@ export const AUDIT_EVENT_TYPES = [
   'plan.rejected',
   'egress.applied',
   'egress.drops',
+  'egress.repaired',
   'model.promoted',
   'model.rejected',
   'model.contained',
   'model.removed',
   'model.verified',
+  'model.suspended',
+  'model.reverified',
   'service.started',
   'service.stopped',
   'service.failed',
@@ -22,6 +25,8 @@ export const AUDIT_EVENT_TYPES = [
   'attestation.enrolled',
   'identity.refused',
   'agent.started',
+  'drift.detected',
+  'drift.repaired',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

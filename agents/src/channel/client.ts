@@ -170,7 +170,8 @@ export class AgentChannelClient {
     const max = this.opts.maxBackoffMs ?? 30_000;
     const base = Math.min(max, initial * 2 ** this.attempt);
     this.attempt = Math.min(this.attempt + 1, 30);
-    // Full jitter, so a fleet that lost its operator does not reconnect in lockstep.
+    // Equal jitter (half the delay fixed, half random), so a fleet that lost its operator does not
+    // reconnect in lockstep.
     const delay = Math.round(base / 2 + (Math.random() * base) / 2);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), delay);

@@ -19,6 +19,10 @@ export interface AgentConfig {
   inboundPorts: number[];
   /** Destinations always allowed (`ip[/prefix][:port]`): the operator channel and the API server over TCP. */
   alwaysAllow: string[];
+  /** Base chains of other tables the node expects on egress hooks (`family/table/chain`): kube-proxy's, a CNI's. */
+  allowForeignHooks: string[];
+  /** How often every trusted model is hashed in full (ms). */
+  storeRehashMs: number;
   nftPath: string;
   inferenceHost: string;
   vaultHeader?: string;
@@ -47,6 +51,8 @@ const OPTIONS = {
   'metrics-listen': { type: 'string' },
   'inbound-port': { type: 'string', multiple: true },
   'always-allow': { type: 'string', multiple: true },
+  'allow-foreign-hook': { type: 'string', multiple: true },
+  'store-rehash-interval': { type: 'string' },
   nft: { type: 'string' },
   'inference-host': { type: 'string' },
   'vault-header': { type: 'string' },
@@ -63,6 +69,16 @@ const OPTIONS = {
 
 export class ConfigError extends Error {}
 
+const DURATION_UNITS_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `90s`, `30m`, `24h`, `7d` in milliseconds; at least a minute, at most a year. */
+function duration(option: string, text: string): number {
+  const match = /^(\d{1,6})([smhd])$/.exec(text);
+  const ms = match ? Number(match[1]) * DURATION_UNITS_MS[match[2]!]! : NaN;
+  if (!(ms >= 60_000 && ms <= 365 * 86_400_000)) throw new ConfigError(`--${option} ${text}: expected a duration such as 30m, 24h or 7d (1 minute to a year)`);
+  return ms;
+}
+
 function envName(option: string): string {
   return `SECAI_${option.toUpperCase().replaceAll('-', '_')}`;
 }
@@ -74,7 +90,7 @@ export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     if (typeof value === 'string') return value;
     return env[envName(option)];
   };
-  const list = (option: 'inbound-port' | 'always-allow'): string[] => {
+  const list = (option: 'inbound-port' | 'always-allow' | 'allow-foreign-hook'): string[] => {
     const value = values[option];
     if (Array.isArray(value) && value.length > 0) return value;
     return (env[envName(option)] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -95,6 +111,10 @@ export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--inbound-port ${p} is not a port`);
     return port;
   });
+  const foreignHooks = list('allow-foreign-hook');
+  for (const hook of foreignHooks) {
+    if (!/^(inet|ip|ip6)\/[^/\s]{1,256}\/[^/\s]{1,256}$/.test(hook)) throw new ConfigError(`--allow-foreign-hook ${hook}: expected FAMILY/TABLE/CHAIN (family inet, ip or ip6)`);
+  }
   return {
     nodeName: need('node-name', env.NODE_NAME),
     stateDir,
@@ -107,6 +127,8 @@ export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     metricsListen: need('metrics-listen', '0.0.0.0:9464'),
     inboundPorts,
     alwaysAllow: list('always-allow'),
+    allowForeignHooks: foreignHooks,
+    storeRehashMs: duration('store-rehash-interval', need('store-rehash-interval', '24h')),
     nftPath: need('nft', 'nft'),
     inferenceHost: need('inference-host', '0.0.0.0'),
     vaultHeader: get('vault-header'),

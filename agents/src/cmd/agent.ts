@@ -85,15 +85,15 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
   collectDefaultMetrics({ register: registry });
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const audit = await AuditLog.open({ dir: config.auditDir, registry, logger: log });
-  // Duties tell the agent when their state changed; the agent is made after them.
+  // The model duty tells inference when trust changed; the agent is made after the duties.
   const agentRef: { current?: NodeAgent } = {};
-  const changed = () => agentRef.current?.reportSoon();
 
   const duties: Duty[] = [
     new EgressEnforcer({
       nft: await withSetElementReader({ exec: runCommand, nftPath: config.nftPath }, { exec: runCommand, cacheDir: nativeHelperCacheDir() }, log),
       inboundTcpPorts: config.inboundPorts,
       fixedAllow: config.alwaysAllow.map(parseAlwaysAllow),
+      allowForeignHooks: config.allowForeignHooks,
       logger: log,
       metrics: egressMetrics(registry),
       audit,
@@ -101,8 +101,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
   ];
   const sandbox = await detectSandboxSupport({ exec: runCommand, cacheDir: sandboxCacheDir() });
   const nodePolicy = DEFAULT_QUARANTINE_POLICY;
-  // Inference is told when trust changes: it re-checks what it may serve against the latest plan.
-  const serviceRef: { current?: InferenceServiceManager } = {};
+  // Inference is woken when trust changes: it re-checks what it may serve against the plan.
   const models = new QuarantineDuty({
     deps: {
       store: new TrustedStore(config.storeDir),
@@ -116,13 +115,10 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
     nodePolicy,
     audit,
     logger: log,
-    trustChanged: () => {
-      const plan = agentRef.current?.appliedPlan();
-      if (plan && serviceRef.current) void serviceRef.current.apply(plan).then(changed, changed);
-    },
-    changed,
+    trustChanged: () => void agentRef.current?.wake('inference'),
+    rehashMs: config.storeRehashMs,
   });
-  serviceRef.current = new InferenceServiceManager({
+  const inference = new InferenceServiceManager({
     trustedModels: models,
     sandbox,
     metrics: inferenceMetrics(registry),
@@ -130,7 +126,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
     audit,
     listenHost: config.inferenceHost,
   });
-  duties.push(models, serviceRef.current);
+  duties.push(models, inference);
   if (config.vaultHeader) {
     const guard = await VaultGuard.create({
       reader: cryptsetupHeaderReader(config.vaultHeader),
@@ -141,7 +137,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
       registry,
       logger: log,
     });
-    duties.push(new VaultDuty(guard, changed));
+    duties.push(new VaultDuty(guard));
   }
   const attestationDir = join(config.stateDir, 'attestation');
   mkdirSync(attestationDir, { recursive: true, mode: 0o700 });
@@ -155,7 +151,6 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
   duties.push(
     new AttestationDuty(
       new Attestor({ tpm: config.tpmTcti ? tpm2ToolsClient(config.tpmTcti) : undefined, efiDir: config.efiDir, audit, registry, logger: log }),
-      changed,
       undefined,
       remoteAttestation,
     ),
@@ -177,7 +172,6 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
   const metrics = serveMetrics(config.metricsListen, registry, log);
   // Enforcement first: the stored plan is back in force before the agent talks to anyone.
   await agent.start();
-  const stopHeads = audit.startPeriodicHeads(60_000);
   const channel = new AgentChannelClient({
     address: config.operatorAddress,
     caFile: config.caFile,
@@ -192,7 +186,6 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
   channel.start();
   return async () => {
     channel.stop();
-    stopHeads();
     await agent.stop();
     await audit.close();
     metrics.close();

@@ -20,18 +20,26 @@ export interface AppliedEgressTable {
   verifySeconds: number;
 }
 
+export interface ApplyOptions {
+  /** More nft commands committed in the same transaction (removing foreign egress hooks). */
+  alsoInTransaction?: string;
+  /** Runs after the transaction and before the read-back (the drift check reads the generation). */
+  beforeReadBack?: () => Promise<unknown>;
+}
+
 /** Replaces `inet secai` atomically with the rendered table, then verifies it. */
-export async function applyEgressTable(target: NftTarget, rendered: RenderedEgressRuleset): Promise<AppliedEgressTable> {
+export async function applyEgressTable(target: NftTarget, rendered: RenderedEgressRuleset, options: ApplyOptions = {}): Promise<AppliedEgressTable> {
   const started = performance.now();
   // Throws when nft refuses the transaction: then nothing changed.
-  await runNft(target, ['-f', '-'], replaceTableTransaction(rendered.definition));
+  await runNft(target, ['-f', '-'], `${replaceTableTransaction(rendered.definition)}${options.alsoInTransaction ?? ''}`);
   const applied = performance.now();
+  await options.beforeReadBack?.();
   let listing: EgressListing;
   try {
     listing = await readEgressTable(target, rendered.intent);
   } catch (error) {
     // The new table is in force but unverified: report it as a difference, not as "not applied".
-    const empty = { table: { sets: [], chains: [], counters: [], limits: [], others: [] }, counters: new Map(), elementCounts: new Map() };
+    const empty = { table: { sets: [], chains: [], counters: [], limits: [], others: [] }, counters: new Map(), elementCounts: new Map(), tablePresent: false };
     const failed = performance.now();
     return {
       digest: '',
@@ -66,7 +74,13 @@ export async function applyEgressTable(target: NftTarget, rendered: RenderedEgre
  */
 export async function readEgressTable(target: NftTarget, intent?: NormalisedTable): Promise<EgressListing> {
   if (target.setElementReader === undefined) {
-    return parseNftListing(await runNft(target, ['-j', 'list', 'table', EGRESS_TABLE_FAMILY, EGRESS_TABLE_NAME]));
+    try {
+      return parseNftListing(await runNft(target, ['-j', 'list', 'table', EGRESS_TABLE_FAMILY, EGRESS_TABLE_NAME]));
+    } catch (error) {
+      // The table is gone: that is a state to compare, not a failure to read.
+      if (/No such file or directory/.test((error as Error).message)) return parseNftListing('{"nftables": []}');
+      throw error;
+    }
   }
   const reading = Promise.all([
     runNft(target, ['-j', '-t', 'list', 'ruleset', EGRESS_TABLE_FAMILY]),

@@ -1,15 +1,29 @@
-// The agent's egress duty: turns each plan's egress part into the `inet secai` table, keeps FQDN
-// answers fresh in their sets, and reports the read-back digest and the drop counters. The table
-// lives in the kernel: when this process dies, enforcement stays exactly as it was.
+// The agent's egress duty: keeps the `inet secai` table the plan asks for in force. Each run reads
+// the kernel's actual state and converges: a new plan is rendered, applied atomically and read back;
+// otherwise the table is checked in place — cheaply by the ruleset generation (any change by anyone
+// moves it) and fully on a slower cadence — and any difference from the intent (the table deleted,
+// a chain flushed or replaced, a rule or element added or removed, another table hooking egress
+// first) is drift: recorded, then repaired by re-applying the whole table in one transaction and
+// reading it back. A netlink watch wakes the duty on every change, so repair is near-instant; the
+// poll is the floor. FQDN answers are kept fresh in their sets. The report carries the digest of
+// what was read back, and the drop counters. The table lives in the kernel: when this process dies,
+// enforcement stays exactly as it was.
 import type { Logger } from 'pino';
-import { type EgressPlan, EgressMode, type EgressReport, type EgressRule, type NodePlan, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DutyStatus, EgressPlan, EgressMode, type EgressReport, type EgressRule, type NodePlan, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DriftKind, DutyReason } from '../../../api/proto/duty-results.js';
+import type { Duty, DutyContext, DutyOutcome } from '../agent/node-agent.js';
 import type { AuditSink } from '../audit/audit-sink.js';
-import { applyEgressTable, harvestEgressCounters, refreshFqdnElements } from './apply-egress.js';
+import { applyEgressTable, harvestEgressCounters, readEgressTable, refreshFqdnElements } from './apply-egress.js';
 import { type DnsResolution, resolveThroughResolvers } from './dns-client.js';
+import { DynamicMembers } from './dynamic-members.js';
 import type { EgressMetrics } from './egress-metrics.js';
+import { type EgressDifference, egressTableDigest, findEgressDifferences } from './egress-table.js';
+import { type BaseChain, describeChain, foreignEgressHooks, readBaseChains, removeChainsTransaction } from './foreign-hooks.js';
 import { FqdnAnswers } from './fqdn-answers.js';
 import type { NftTarget } from './nft-target.js';
-import { DEFAULT_FQDN_TIMEOUTS, EgressPlanError, type FqdnTimeoutBounds, renderEgressRuleset } from './render-egress-ruleset.js';
+import { DEFAULT_FQDN_TIMEOUTS, EgressPlanError, type FqdnTimeoutBounds, type RenderedEgressRuleset, renderEgressRuleset } from './render-egress-ruleset.js';
+import { RulesetWatch, type SpawnWatcher } from './ruleset-watch.js';
+import { readRulesetGeneration } from './set-element-reader.js';
 
 export interface EgressEnforcerOptions {
   nft: NftTarget;
@@ -17,6 +31,8 @@ export interface EgressEnforcerOptions {
   inboundTcpPorts: readonly number[];
   /** Destinations allowed whatever the plan says (the operator's channel when it is TCP). */
   fixedAllow?: readonly EgressRule[];
+  /** Base chains of other tables the node expects on egress hooks (`family/table/chain`). */
+  allowForeignHooks?: readonly string[];
   logger: Logger;
   metrics: EgressMetrics;
   audit?: AuditSink;
@@ -24,130 +40,267 @@ export interface EgressEnforcerOptions {
   resolve?: (name: string, resolvers: readonly string[]) => Promise<DnsResolution>;
   now?: () => number;
   fqdnTimeouts?: FqdnTimeoutBounds;
+  /** How often the duty checks the kernel's ruleset generation (ms). */
+  resyncMs?: number;
+  /** How often the table is read back in full even when the generation did not move (ms). */
+  fullCheckMs?: number;
+  /** Watch netlink for ruleset changes (default true when the set element reader is there). */
+  watch?: boolean;
+  spawnWatcher?: SpawnWatcher;
 }
 
+export const EGRESS_RESYNC_MS = 1_000;
+export const EGRESS_FULL_CHECK_MS = 30_000;
 const RESOLVE_CONCURRENCY = 8;
+/** Our filter chains' priority (`priority filter`). */
+const OUR_FILTER_PRIORITY = 0;
 
-export class EgressApplyError extends Error {
-  override name = 'EgressApplyError';
+/** Drift kinds by severity: the drift recorded for a check is the gravest found. */
+const DRIFT_ORDER: DriftKind[] = [
+  DriftKind.TableMissing,
+  DriftKind.ChainChanged,
+  DriftKind.RuleChanged,
+  DriftKind.SetElementAdded,
+  DriftKind.ForeignHook,
+  DriftKind.SetChanged,
+  DriftKind.SetElementRemoved,
+  DriftKind.ObjectChanged,
+];
+
+interface Intent {
+  /** Canonical JSON of the egress plan the table was rendered from. */
+  key: string;
+  plan: EgressPlan;
+  rendered: RenderedEgressRuleset;
 }
 
-export class EgressEnforcer {
-  readonly name = 'egress';
-  private plan: EgressPlan | undefined;
+/** Why a table could not be put in force. */
+class EnforceFailure {
+  constructor(
+    readonly reason: DutyReason,
+    readonly message: string,
+  ) {}
+}
+
+export class EgressEnforcer implements Duty {
+  readonly name = 'egress' as const;
+  readonly resyncMs: number;
+  private intent: Intent | undefined;
+  /** The last outcome; a failed one makes the next run apply again. */
+  private outcome: DutyOutcome | undefined;
   private digest = '';
   private allowEntries = 0;
-  private error = '';
   private dropped = 0;
   private audited = 0;
+  /** The ruleset generation of the last read-back that matched the intent. */
+  private verifiedGeneration: number | undefined;
+  private lastFullCheckAt = 0;
   private readonly answers: FqdnAnswers;
+  private readonly dynamic = new DynamicMembers();
+  private readonly allowedForeign: ReadonlySet<string>;
   private readonly resolve: (name: string, resolvers: readonly string[]) => Promise<DnsResolution>;
   private readonly now: () => number;
   private readonly bounds: FqdnTimeoutBounds;
-  // Applies, refreshes and counter harvests run one at a time, in order.
-  private queue: Promise<unknown> = Promise.resolve();
-  private refreshTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private watcher: RulesetWatch | undefined;
+  private keyed: { plan: EgressPlan; key: string } | undefined;
 
   constructor(private readonly options: EgressEnforcerOptions) {
     this.bounds = options.fqdnTimeouts ?? DEFAULT_FQDN_TIMEOUTS;
     this.answers = new FqdnAnswers(this.bounds);
     this.resolve = options.resolve ?? ((name, resolvers) => resolveThroughResolvers(name, resolvers));
     this.now = options.now ?? Date.now;
+    this.resyncMs = options.resyncMs ?? EGRESS_RESYNC_MS;
+    this.allowedForeign = new Set(options.allowForeignHooks ?? []);
   }
 
-  /** The agent's duty entry point: throws when the plan's egress could not be enforced as intended. */
-  async apply(plan: NodePlan): Promise<void> {
-    const report = await this.applyEgress(plan.egress ?? emptyPlan());
-    if (report.error) throw new EgressApplyError(report.error);
+  /** Starts the netlink watch that wakes the duty on every ruleset change. */
+  watch(ctx: Pick<DutyContext, 'wake'>): Promise<void> {
+    const reader = this.options.nft.setElementReader;
+    if (this.watcher) return this.watcher.ready;
+    if (reader === undefined || this.options.watch === false) return Promise.resolve();
+    this.watcher = new RulesetWatch({ target: this.options.nft, reader, onChange: () => ctx.wake(), logger: this.options.logger, spawn: this.options.spawnWatcher });
+    this.watcher.start();
+    return this.watcher.ready;
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.stop();
   }
 
   async contribute(report: Report): Promise<void> {
     report.egress = await this.report();
   }
 
-  /** Replaces the table with the plan's, verifies it, then resolves the plan's names into it. */
-  applyEgress(plan: EgressPlan): Promise<EgressReport> {
-    return this.serialise(async () => {
-      await this.harvest();
-      const failure = await this.replaceTable(plan);
-      if (!failure) await this.refreshNames();
-      return this.snapshot();
-    });
+  /** Converges the kernel on the plan's egress part; see the file comment. */
+  async converge(plan: NodePlan, ctx: DutyContext): Promise<DutyOutcome> {
+    const egress = plan.egress ?? emptyPlan();
+    // The agent hands the same plan object to every resync: its key is computed once per plan.
+    if (egress !== this.keyed?.plan) this.keyed = { plan: egress, key: JSON.stringify(EgressPlan.toJSON(egress)) };
+    const key = this.keyed.key;
+    let outcome: DutyOutcome;
+    if (this.intent?.key !== key || this.outcome?.status === DutyStatus.DUTY_STATUS_FAILED) {
+      outcome = await this.enforce(egress, key);
+    } else {
+      await this.refreshNames();
+      outcome = await this.checkInForce(ctx);
+    }
+    this.outcome = outcome;
+    return { ...outcome, requeueAfterMs: this.nextRefreshInMs() };
   }
 
   /** The latest state, with counters harvested now. */
-  report(): Promise<EgressReport> {
-    return this.serialise(async () => {
-      await this.harvest();
-      return this.snapshot();
-    });
+  async report(): Promise<EgressReport> {
+    await this.harvest();
+    return this.snapshot();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    await this.queue.catch(() => undefined);
-  }
-
-  private async replaceTable(plan: EgressPlan): Promise<string | undefined> {
+  /** Renders the plan, replaces the table, reads it back, then resolves the plan's names into it. */
+  private async enforce(plan: EgressPlan, key: string): Promise<DutyOutcome> {
     const log = this.options.logger.child({ duty: 'egress' });
+    await this.harvest();
     const hosts = hostsOf(plan);
     this.answers.retain(hosts);
-    let rendered;
+    let rendered: RenderedEgressRuleset;
     try {
-      rendered = renderEgressRuleset(plan, this.answers.resolved(this.now()), {
-        inboundTcpPorts: this.options.inboundTcpPorts,
-        fqdnTimeouts: this.bounds,
-        fixedAllow: this.options.fixedAllow,
-      });
+      rendered = this.render(plan);
     } catch (error) {
       if (!(error instanceof EgressPlanError)) throw error;
-      return this.fail('render', `the egress plan cannot be rendered: ${error.message}`, log);
+      return this.failed(new EnforceFailure(DutyReason.RenderFailed, `the egress plan cannot be rendered: ${error.message}`), 'render', log);
     }
-    let applied;
-    try {
-      applied = await applyEgressTable(this.options.nft, rendered);
-    } catch (error) {
-      // A failed transaction changes nothing: the previous table stays in force.
-      return this.fail('nft', `nft could not apply the egress table: ${(error as Error).message}`, log);
-    }
-    this.plan = plan;
-    this.digest = applied.digest;
-    this.allowEntries = applied.allowEntries;
-    this.options.metrics.applyDuration.observe(applied.applySeconds + applied.verifySeconds);
-    this.options.metrics.allowEntries.set(applied.allowEntries);
+    const result = await this.putInForce(rendered);
+    if (result instanceof EnforceFailure) return this.failed(result, result.reason === DutyReason.NftFailed ? 'nft' : 'verify', log);
+    this.intent = { key, plan, rendered };
     const mode = plan.mode === EgressMode.EGRESS_MODE_AUDIT ? 'audit' : 'enforce';
-    if (applied.mismatches.length > 0) {
-      return this.fail('verify', `the egress table read back differs from the intent: ${applied.mismatches.join('; ')}`, log);
-    }
-    this.error = '';
-    log.info(
-      { digest: applied.digest, mode, allowEntries: applied.allowEntries, applySeconds: applied.applySeconds, verifySeconds: applied.verifySeconds },
-      'egress table applied and verified',
-    );
+    log.info({ digest: this.digest, mode, allowEntries: this.allowEntries }, 'egress table applied and verified');
     await this.options.audit?.record({
       type: 'egress.applied',
-      subject: applied.digest,
-      data: { mode, allowEntries: applied.allowEntries, policies: plan.policies.join(','), applySeconds: applied.applySeconds },
+      subject: this.digest,
+      data: { mode, allowEntries: this.allowEntries, policies: plan.policies.join(',') },
     });
-    return undefined;
+    await this.refreshNames();
+    return this.converged('the egress table is in force and was read back as intended');
   }
 
-  private fail(reason: 'render' | 'nft' | 'verify', message: string, log: Logger): string {
-    this.error = message;
-    this.options.metrics.applyFailures.inc({ reason });
-    log.error({ reason, error: message }, 'egress table not enforced as intended');
-    return message;
+  /**
+   * Replaces the table with `rendered` in one transaction, removes foreign hooks that run before
+   * ours, and reads both back. A failed transaction changes nothing: the previous table stays.
+   */
+  private async putInForce(rendered: RenderedEgressRuleset): Promise<true | EnforceFailure> {
+    // Read after the transaction and before the read-back: a change made after this read moves the
+    // generation again, and one made before it shows in the read-back.
+    let generation: number | undefined;
+    let applied;
+    try {
+      const foreign = await this.foreignHooks();
+      applied = await applyEgressTable(this.options.nft, rendered, {
+        alsoInTransaction: foreign.length > 0 ? removeChainsTransaction(foreign) : undefined,
+        beforeReadBack: async () => (generation = await this.generation()),
+      });
+    } catch (error) {
+      return new EnforceFailure(DutyReason.NftFailed, `nft could not apply the egress table: ${(error as Error).message}`);
+    }
+    this.dynamic.reset();
+    this.dynamic.record(rendered.fqdnElements, this.now());
+    this.options.metrics.applyDuration.observe(applied.applySeconds + applied.verifySeconds);
+    this.options.metrics.allowEntries.set(applied.allowEntries);
+    this.allowEntries = applied.allowEntries;
+    if (applied.mismatches.length > 0 || !applied.digest) {
+      this.digest = applied.digest;
+      const reason = applied.digest ? DutyReason.ReadBackMismatch : DutyReason.ReadBackFailed;
+      return new EnforceFailure(reason, `the egress table read back differs from the intent: ${applied.mismatches.join('; ')}`);
+    }
+    const leftover = await this.foreignHooks();
+    if (leftover.length > 0) return new EnforceFailure(DutyReason.ReadBackMismatch, `foreign egress hooks remain: ${leftover.map(describeChain).join('; ')}`);
+    this.digest = applied.digest;
+    this.verifiedGeneration = generation;
+    this.lastFullCheckAt = this.now();
+    return true;
+  }
+
+  /**
+   * Reads the table (and other tables' egress hooks) back and compares them with the intent; a
+   * difference is drift, recorded and then repaired. Skipped when the ruleset generation has not
+   * moved since the last matching read-back and a full check is not due.
+   */
+  private async checkInForce(ctx: DutyContext): Promise<DutyOutcome> {
+    const intent = this.intent!;
+    const generation = await this.generation();
+    const fullDue = this.now() - this.lastFullCheckAt >= (this.options.fullCheckMs ?? EGRESS_FULL_CHECK_MS);
+    if (generation !== undefined && generation === this.verifiedGeneration && !fullDue && this.outcome) return this.outcome;
+    const log = this.options.logger.child({ duty: 'egress' });
+    let listing;
+    let foreign: BaseChain[];
+    try {
+      [listing, foreign] = await Promise.all([readEgressTable(this.options.nft, intent.rendered.intent), this.foreignHooks()]);
+    } catch (error) {
+      return this.failed(new EnforceFailure(DutyReason.ReadBackFailed, `the egress table could not be read back: ${(error as Error).message}`), 'verify', log);
+    }
+    const now = this.now();
+    this.dynamic.prune(now);
+    const differences: (EgressDifference | { kind: DriftKind; text: string })[] = listing.tablePresent
+      ? findEgressDifferences(intent.rendered.intent, listing.table, { dynamicMemberAllowed: (set, key) => this.dynamic.allows(set, key, now) })
+      : [{ kind: DriftKind.TableMissing, text: 'the inet secai table is gone' }];
+    for (const chain of foreign) differences.push({ kind: DriftKind.ForeignHook, text: `${describeChain(chain)} runs before ours` });
+    if (differences.length === 0) {
+      this.digest = egressTableDigest(listing.table);
+      this.verifiedGeneration = generation;
+      this.lastFullCheckAt = now;
+      return this.converged('the egress table read back from the kernel is the one intended');
+    }
+    const kind = DRIFT_ORDER.find((k) => differences.some((d) => d.kind === k)) ?? DriftKind.ObjectChanged;
+    const detail = differences.map((d) => d.text).join('; ');
+    await ctx.drift(kind, detail);
+    log.warn({ kind, differences: differences.length }, 'egress drift: re-applying the table');
+    // The repair renders again from the plan and the live answers: everything we put there, no more.
+    let rendered: RenderedEgressRuleset;
+    try {
+      rendered = this.render(intent.plan);
+    } catch (error) {
+      return this.failed(new EnforceFailure(DutyReason.RepairFailed, `the egress plan cannot be rendered: ${(error as Error).message}`), 'render', log);
+    }
+    const repaired = await this.putInForce(rendered);
+    if (repaired instanceof EnforceFailure) return this.failed(new EnforceFailure(DutyReason.RepairFailed, `drift (${kind}) not repaired: ${repaired.message}`), 'repair', log);
+    this.intent = { ...intent, rendered };
+    await this.options.audit?.record({ type: 'egress.repaired', subject: this.digest, data: { kind, differences: differences.length } });
+    return this.converged(`drift (${kind}) repaired; the table read back is the one intended`);
+  }
+
+  private render(plan: EgressPlan): RenderedEgressRuleset {
+    return renderEgressRuleset(plan, this.answers.resolved(this.now()), {
+      inboundTcpPorts: this.options.inboundTcpPorts,
+      fqdnTimeouts: this.bounds,
+      fixedAllow: this.options.fixedAllow,
+    });
+  }
+
+  private async generation(): Promise<number | undefined> {
+    const reader = this.options.nft.setElementReader;
+    if (reader === undefined) return undefined;
+    return readRulesetGeneration(this.options.nft, reader).catch(() => undefined);
+  }
+
+  private async foreignHooks(): Promise<BaseChain[]> {
+    return foreignEgressHooks(await readBaseChains(this.options.nft), OUR_FILTER_PRIORITY, this.allowedForeign);
+  }
+
+  private converged(message: string): DutyOutcome {
+    return { status: DutyStatus.DUTY_STATUS_OK, reason: DutyReason.Converged, message, readBackDigest: this.digest };
+  }
+
+  private failed(failure: EnforceFailure, metric: 'render' | 'nft' | 'verify' | 'repair', log: Logger): DutyOutcome {
+    this.options.metrics.applyFailures.inc({ reason: metric });
+    log.error({ reason: failure.reason, error: failure.message }, 'egress table not enforced as intended');
+    return { status: DutyStatus.DUTY_STATUS_FAILED, reason: failure.reason, message: failure.message, readBackDigest: this.digest };
   }
 
   /** Resolves the plan's names that are due or were never resolved, and renews their elements. */
   private async refreshNames(): Promise<void> {
-    const plan = this.plan;
-    if (!plan || this.stopped) return;
+    const plan = this.intent?.plan;
+    if (!plan) return;
     const hosts = hostsOf(plan);
     const resolvers = (plan.dns?.queriesPerMinute ?? 0) > 0 ? (plan.dns?.resolvers ?? []) : [];
     const due = this.answers.due(hosts, this.now());
+    if (due.length === 0) return;
     const log = this.options.logger.child({ duty: 'egress' });
     // A few at a time: each resolution may wait for timeouts, and all share the plan's DNS rate.
     for (let start = 0; start < due.length; start += RESOLVE_CONCURRENCY) {
@@ -162,27 +315,22 @@ export class EgressEnforcer {
         }),
       );
     }
-    if (due.length > 0) {
-      try {
-        const hostOnly = { ...plan, allow: plan.allow.filter((rule) => rule.destination?.$case === 'host') };
-        const rendered = renderEgressRuleset(hostOnly, this.answers.resolved(this.now()), { inboundTcpPorts: [], fqdnTimeouts: this.bounds });
-        await refreshFqdnElements(this.options.nft, rendered.fqdnElements);
-      } catch (error) {
-        this.options.metrics.fqdnRefreshFailures.inc();
-        log.error({ error: (error as Error).message }, 'FQDN set elements could not be renewed');
-      }
+    try {
+      const hostOnly = { ...plan, allow: plan.allow.filter((rule) => rule.destination?.$case === 'host') };
+      const rendered = renderEgressRuleset(hostOnly, this.answers.resolved(this.now()), { inboundTcpPorts: [], fqdnTimeouts: this.bounds });
+      // Recorded first: the write wakes the drift check, which must know these members are ours.
+      this.dynamic.record(rendered.fqdnElements, this.now());
+      await refreshFqdnElements(this.options.nft, rendered.fqdnElements);
+    } catch (error) {
+      this.options.metrics.fqdnRefreshFailures.inc();
+      log.error({ error: (error as Error).message }, 'FQDN set elements could not be renewed');
     }
-    this.scheduleRefresh();
   }
 
-  private scheduleRefresh(): void {
-    if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    this.refreshTimer = undefined;
-    if (!this.plan || this.stopped) return;
-    const next = this.answers.nextRefreshAtMs(hostsOf(this.plan));
-    if (next === undefined) return;
-    this.refreshTimer = setTimeout(() => void this.serialise(() => this.refreshNames()).catch(() => undefined), Math.max(0, next - this.now()));
-    this.refreshTimer.unref();
+  private nextRefreshInMs(): number | undefined {
+    if (!this.intent) return undefined;
+    const next = this.answers.nextRefreshAtMs(hostsOf(this.intent.plan));
+    return next === undefined ? undefined : Math.max(0, next - this.now());
   }
 
   private async harvest(): Promise<void> {
@@ -207,21 +355,15 @@ export class EgressEnforcer {
   }
 
   private snapshot(): EgressReport {
+    const plan = this.intent?.plan;
     return {
       // What the kernel enforces: anything but Audit renders as Enforce.
-      mode: !this.plan ? EgressMode.EGRESS_MODE_UNSPECIFIED : this.plan.mode === EgressMode.EGRESS_MODE_AUDIT ? EgressMode.EGRESS_MODE_AUDIT : EgressMode.EGRESS_MODE_ENFORCE,
+      mode: !plan ? EgressMode.EGRESS_MODE_UNSPECIFIED : plan.mode === EgressMode.EGRESS_MODE_AUDIT ? EgressMode.EGRESS_MODE_AUDIT : EgressMode.EGRESS_MODE_ENFORCE,
       rulesetDigest: this.digest,
       droppedPackets: this.dropped,
       auditedPackets: this.audited,
       allowEntries: this.allowEntries,
-      error: this.error,
     };
-  }
-
-  private serialise<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(work, work);
-    this.queue = next.catch(() => undefined);
-    return next;
   }
 }
 

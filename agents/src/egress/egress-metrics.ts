@@ -9,13 +9,13 @@ export interface EgressMetrics {
   fqdnRefreshFailures: Counter;
 }
 
-export const EGRESS_FAILURE_REASONS = ['render', 'nft', 'verify'] as const;
+export const EGRESS_FAILURE_REASONS = ['render', 'nft', 'verify', 'repair'] as const;
 
 export function egressMetrics(registry: Registry): EgressMetrics {
   const registers = [registry];
   const applyFailures = new Counter({
     name: 'secai_agent_egress_apply_failures_total',
-    help: 'Egress tables that could not be applied (render, nft) or whose read-back differed from the intent (verify).',
+    help: 'Egress tables that could not be applied (render, nft), whose read-back differed from the intent (verify), or whose drift could not be repaired (repair).',
     labelNames: ['reason'] as const,
     registers,
   });

@@ -85,13 +85,36 @@ export function egressTableDigest(table: NormalisedTable): string {
 const MAX_REPORTED_DIFFERENCES = 20;
 const MAX_ELEMENTS_NAMED = 3;
 
+/** What kind of change a difference between intent and kernel is (the drift kinds of egress). */
+export type EgressDifferenceKind = 'chain-changed' | 'rule-changed' | 'set-changed' | 'set-element-added' | 'set-element-removed' | 'object-changed';
+
+export interface EgressDifference {
+  kind: EgressDifferenceKind;
+  text: string;
+}
+
+export interface CompareOptions {
+  /**
+   * For the members of dynamic (FQDN) sets on a resync: whether the kernel may hold this element.
+   * Given, a dynamic set's missing members are not differences (they expired, or come back at the
+   * next refresh: fail closed) and only members it refuses are; absent, dynamic sets compare
+   * exactly like the others (right after writing them).
+   */
+  dynamicMemberAllowed?: (set: string, key: string) => boolean;
+}
+
 /** What differs between the intended and the read-back table, in words; empty when they agree. */
-export function compareEgressTables(intended: NormalisedTable, actual: NormalisedTable): string[] {
+export function compareEgressTables(intended: NormalisedTable, actual: NormalisedTable, options: CompareOptions = {}): string[] {
+  return findEgressDifferences(intended, actual, options).map((difference) => difference.text);
+}
+
+/** The differences between the intended and the read-back table, each with its kind. */
+export function findEgressDifferences(intended: NormalisedTable, actual: NormalisedTable, options: CompareOptions = {}): EgressDifference[] {
   const want = sortTable(intended);
   const have = sortTable(actual);
-  const differences: string[] = [];
-  const note = (text: string) => {
-    if (differences.length < MAX_REPORTED_DIFFERENCES) differences.push(text);
+  const differences: EgressDifference[] = [];
+  const note = (kind: EgressDifferenceKind, text: string) => {
+    if (differences.length < MAX_REPORTED_DIFFERENCES) differences.push({ kind, text });
   };
 
   const haveSets = new Map(have.sets.map((set) => [set.name, set]));
@@ -99,44 +122,52 @@ export function compareEgressTables(intended: NormalisedTable, actual: Normalise
     const found = haveSets.get(set.name);
     haveSets.delete(set.name);
     if (!found) {
-      note(`set ${set.name} is missing`);
+      note('set-changed', `set ${set.name} is missing`);
       continue;
     }
     const declared = (s: NormalisedSet) => `type ${s.type.join(' . ')} flags [${s.flags.join(',')}] size ${s.size ?? '-'}`;
-    if (declared(set) !== declared(found)) note(`set ${set.name}: expected ${declared(set)}, found ${declared(found)}`);
+    if (declared(set) !== declared(found)) note('set-changed', `set ${set.name}: expected ${declared(set)}, found ${declared(found)}`);
+    const allowed = options.dynamicMemberAllowed;
+    if (allowed && isDynamicSet(set)) {
+      const refused = found.elements.filter((key) => !allowed(set.name, key));
+      if (refused.length > 0) note('set-element-added', `set ${set.name}: ${refused.length} element(s) no answer put there (${refused.slice(0, MAX_ELEMENTS_NAMED).join(', ')})`);
+      continue;
+    }
     const { missing, extra } = sortedDifference(set.elements, found.elements);
     if (missing.length > 0 || extra.length > 0) {
+      // An element someone added is the graver change: it may allow what the plan does not.
       note(
+        extra.length > 0 ? 'set-element-added' : 'set-element-removed',
         `set ${set.name}: ${missing.length} element(s) missing (${missing.slice(0, MAX_ELEMENTS_NAMED).join(', ')}), ` +
           `${extra.length} unexpected (${extra.slice(0, MAX_ELEMENTS_NAMED).join(', ')})`,
       );
     }
   }
-  for (const name of haveSets.keys()) note(`unexpected set ${name}`);
+  for (const name of haveSets.keys()) note('set-changed', `unexpected set ${name}`);
 
   const haveChains = new Map(have.chains.map((chain) => [chain.name, chain]));
   for (const chain of want.chains) {
     const found = haveChains.get(chain.name);
     haveChains.delete(chain.name);
     if (!found) {
-      note(`chain ${chain.name} is missing`);
+      note('chain-changed', `chain ${chain.name} is missing`);
       continue;
     }
     const header = (c: NormalisedChain) => `type ${c.type ?? '-'} hook ${c.hook ?? '-'} priority ${c.priority ?? '-'} policy ${c.policy ?? '-'}`;
-    if (header(chain) !== header(found)) note(`chain ${chain.name}: expected ${header(chain)}, found ${header(found)}`);
+    if (header(chain) !== header(found)) note('chain-changed', `chain ${chain.name}: expected ${header(chain)}, found ${header(found)}`);
     const count = Math.max(chain.rules.length, found.rules.length);
     for (let i = 0; i < count; i++) {
       if (chain.rules[i] !== found.rules[i]) {
-        note(`chain ${chain.name} rule ${i + 1}: expected ${JSON.stringify(chain.rules[i] ?? null)}, found ${JSON.stringify(found.rules[i] ?? null)}`);
+        note('rule-changed', `chain ${chain.name} rule ${i + 1}: expected ${JSON.stringify(chain.rules[i] ?? null)}, found ${JSON.stringify(found.rules[i] ?? null)}`);
       }
     }
   }
-  for (const name of haveChains.keys()) note(`unexpected chain ${name}`);
+  for (const name of haveChains.keys()) note('chain-changed', `unexpected chain ${name}`);
 
-  if (want.counters.join(',') !== have.counters.join(',')) note(`named counters: expected [${want.counters}], found [${have.counters}]`);
-  for (const other of have.others) note(`unexpected ${other}`);
+  if (want.counters.join(',') !== have.counters.join(',')) note('object-changed', `named counters: expected [${want.counters}], found [${have.counters}]`);
+  for (const other of have.others) note('object-changed', `unexpected ${other}`);
   if (canonicalJson(want.limits) !== canonicalJson(have.limits)) {
-    note(`named limits: expected ${canonicalJson(want.limits)}, found ${canonicalJson(have.limits)}`);
+    note('object-changed', `named limits: expected ${canonicalJson(want.limits)}, found ${canonicalJson(have.limits)}`);
   }
   return differences;
 }

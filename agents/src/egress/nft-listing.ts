@@ -30,6 +30,8 @@ export interface EgressListing {
   counters: Map<string, CounterValue>;
   /** Elements per set, as the kernel holds them (before merging into comparison keys). */
   elementCounts: Map<string, number>;
+  /** Whether the listing holds the `inet secai` table at all. */
+  tablePresent: boolean;
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -72,12 +74,17 @@ export function parseNftListing(text: string, options: ListingOptions = {}): Egr
   let elementTotal = 0;
   let ruleTotal = 0;
   let objectTotal = 0;
+  let tablePresent = false;
 
   for (const item of items) {
     if (!isObject(item)) throw new NftListingError('nft JSON holds a non-object item');
     const [kind, body] = Object.entries(item)[0] ?? [];
     if (kind === undefined || !isObject(body)) throw new NftListingError('nft JSON holds an empty item');
-    if (kind === 'metainfo' || kind === 'table') continue;
+    if (kind === 'metainfo') continue;
+    if (kind === 'table') {
+      if (body.name === EGRESS_TABLE_NAME && body.family === EGRESS_TABLE_FAMILY) tablePresent = true;
+      continue;
+    }
     if (body.table !== EGRESS_TABLE_NAME || body.family !== EGRESS_TABLE_FAMILY) {
       if (options.ruleset) continue;
       throw new NftListingError(`nft listed a ${kind} of table ${String(body.family)} ${String(body.table)}`);
@@ -133,7 +140,7 @@ export function parseNftListing(text: string, options: ListingOptions = {}): Egr
     }
   }
   const table = sortTable({ sets, chains: [...chains.values()], counters: [...counters.keys()], limits, others });
-  return { table, counters, elementCounts };
+  return { table, counters, elementCounts, tablePresent };
 }
 
 function nonNegative(value: Json | undefined): number {

@@ -352,3 +352,15 @@ export async function readSetElements(target: NftTarget, reader: string, family:
     }
   }
 }
+
+/**
+ * The kernel's nftables ruleset generation in the target's namespace. Every committed change to any
+ * table, by anyone, moves it; reading it is one netlink round trip, so the drift check polls it and
+ * reads the whole table back only when it moved.
+ */
+export async function readRulesetGeneration(target: NftTarget, reader: string): Promise<number> {
+  const output = await runInTarget(target, reader, ['--genid']);
+  const match = /^genid (\d{1,10})\n$/.exec(output);
+  if (!match) throw new NftListingError(`the set element reader printed no generation: ${JSON.stringify(output.slice(0, 80))}`);
+  return Number(match[1]);
+}

@@ -4,8 +4,9 @@
 // soon as the plan arrives. Each service's state and reason go into the node's report.
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { ServiceState, type NodePlan, type Report, type ServicePlan, type ServiceReport } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
-import type { Duty } from '../agent/node-agent.js';
+import { DutyStatus, ServiceState, type NodePlan, type Report, type ServicePlan, type ServiceReport } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DutyReason } from '../../../api/proto/duty-results.js';
+import type { Duty, DutyContext, DutyOutcome } from '../agent/node-agent.js';
 import type { AuditEvent, AuditSink } from '../audit/audit-sink.js';
 import { describeSandboxSupport, sandboxIsDegraded, type SandboxSupport } from '../sandbox/sandbox-support.js';
 import { InferenceWorker } from './inference-worker.js';
@@ -54,6 +55,8 @@ class RunningService {
     modelPath: string,
     private readonly options: InferenceServiceManagerOptions,
     private readonly logger: Logger,
+    /** The service's state changed (the duty re-runs and reports). */
+    private readonly onChange: () => void,
   ) {
     this.report = {
       name: plan.name,
@@ -109,6 +112,7 @@ class RunningService {
     const previous = this.report;
     this.report = { name: this.plan.name, model: this.plan.model, state, reason, message: message.slice(0, MAX_REPORT_MESSAGE_CHARS), gpuLayers };
     if (previous.state === state && previous.reason === reason) return;
+    this.onChange();
     const data = { model: this.plan.model, sha256: this.plan.modelSha256, reason };
     if (state === ServiceState.SERVICE_STATE_SERVING) this.record({ type: 'service.started', subject: this.plan.name, data: { ...data, gpuLayers } });
     if (state === ServiceState.SERVICE_STATE_FAILED) this.record({ type: 'service.failed', subject: this.plan.name, data });
@@ -154,27 +158,33 @@ class RunningService {
   }
 }
 
+/** How often the duty re-checks its services against the plan and the trusted store. */
+export const INFERENCE_RESYNC_MS = 10_000;
+
 export class InferenceServiceManager implements Duty {
-  readonly name = 'inference';
+  readonly name = 'inference' as const;
+  readonly resyncMs = INFERENCE_RESYNC_MS;
   private readonly running = new Map<string, RunningService>();
   private idle: ServiceReport[] = [];
-  private queue: Promise<void> = Promise.resolve();
+  private ctx: Pick<DutyContext, 'wake'> | undefined;
 
   constructor(private readonly options: InferenceServiceManagerOptions) {}
 
-  apply(plan: NodePlan): Promise<void> {
-    return this.reconcile({ services: plan.services, revoked: new Set(plan.revoked.map((r) => r.sha256)), cordoned: plan.cordoned });
+  watch(ctx: DutyContext): void {
+    this.ctx = ctx;
+  }
+
+  async converge(plan: NodePlan): Promise<DutyOutcome> {
+    await this.reconcile({ services: plan.services, revoked: new Set(plan.revoked.map((r) => r.sha256)), cordoned: plan.cordoned });
+    const reports = this.reports();
+    const starting = reports.filter((r) => r.state === ServiceState.SERVICE_STATE_STARTING).length;
+    const serving = reports.filter((r) => r.state === ServiceState.SERVICE_STATE_SERVING).length;
+    if (starting > 0) return { status: DutyStatus.DUTY_STATUS_PROGRESSING, reason: DutyReason.Progressing, message: `${starting} service(s) starting, ${serving} serving` };
+    return { status: DutyStatus.DUTY_STATUS_OK, reason: DutyReason.Converged, message: `${serving} of ${reports.length} service(s) serving` };
   }
 
   async contribute(report: Report): Promise<void> {
     report.services = this.reports();
-  }
-
-  /** Converges on the desired services; calls are serialized, each sees the latest state. */
-  reconcile(desired: DesiredInference): Promise<void> {
-    const next = this.queue.then(() => this.converge(desired));
-    this.queue = next.catch(() => undefined);
-    return next;
   }
 
   reports(): ServiceReport[] {
@@ -192,7 +202,11 @@ export class InferenceServiceManager implements Duty {
     await this.reconcile({ services: [], revoked: new Set(), cordoned: false });
   }
 
-  private async converge(desired: DesiredInference): Promise<void> {
+  /**
+   * Converges on the desired services. The agent's duty loop never runs two at once; callers
+   * outside it (tests) await each call.
+   */
+  async reconcile(desired: DesiredInference): Promise<void> {
     const { trustedModels, logger, audit } = this.options;
     const paths = new Map<string, string>();
     for (const plan of desired.services) {
@@ -230,7 +244,7 @@ export class InferenceServiceManager implements Duty {
     await Promise.all(stopping);
 
     for (const { plan, key, settings, path } of wanted.values()) {
-      const service = new RunningService(plan, key, settings, path, this.options, logger.child({ service: plan.name }));
+      const service = new RunningService(plan, key, settings, path, this.options, logger.child({ service: plan.name }), () => this.ctx?.wake());
       this.running.set(plan.name, service);
       logger.info({ service: plan.name, model: plan.model }, 'starting inference service');
       await service.start();

@@ -88,7 +88,8 @@ it('promotes a clean model into the trusted store, with its manifest, an audit e
     'Fetch:Passed', 'Sandbox:Passed', 'Integrity:Passed', 'Signature:NotRequested', 'Format:Passed', 'StaticScan:Passed', 'SmokeTest:NotRequested', 'Promotion:Passed',
   ]);
   expect(digest).toBe(policyDigest(DEFAULT_QUARANTINE_POLICY));
-  expect(await store.lookup(sha256)).toEqual(manifest);
+  // The store adds the artifact's state as it lies there, for the model duty's drift checks.
+  expect(await store.lookup(sha256)).toEqual({ ...manifest, artifact: expect.objectContaining({ size: manifest!.sizeBytes }) });
   expect(manifest).toMatchObject({ name: 'tiny', sha256, tensorCount: 21, policyDigest: digest, promotedAt: '2026-03-01T12:00:00.000Z' });
   // The tree the separate tensor-tree job computed: over each tensor's SHA-256, in file order.
   const tensors = tinyModelDocument().tensors;
@@ -101,7 +102,7 @@ it('promotes a clean model into the trusted store, with its manifest, an audit e
 it('does not fetch again a model already trusted under the same policy, and refreshes the manifest under a new one', async () => {
   const first = await quarantineModel(plan(), DEFAULT_QUARANTINE_POLICY, deps);
   const again = await quarantineModel(plan({ url: `${base}/gone.gguf` }), DEFAULT_QUARANTINE_POLICY, deps);
-  expect(again.manifest).toEqual(first.manifest);
+  expect(again.manifest).toEqual({ ...first.manifest, artifact: expect.any(Object) });
   expect(audit.events).toHaveLength(1);
   const stricter = { ...DEFAULT_QUARANTINE_POLICY, smokeTest: { enabled: false, maxScore: 0.1 } };
   const refreshed = await quarantineModel(plan(), stricter, deps);

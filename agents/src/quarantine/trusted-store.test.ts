@@ -2,7 +2,7 @@
 // changed after its scan, idempotent re-promotion, and containment that takes a digest out of
 // service for good.
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileIdentity, MANIFEST_VERSION, TrustedStore, type TrustManifest } from './trusted-store.js';
@@ -45,8 +45,25 @@ it('renames the staged file into sha256/<hex>, read-only, with its manifest', as
   expect(existsSync(path)).toBe(false);
   expect(readFileSync(store.artifactPath(sha256), 'utf8')).toBe('model bytes');
   expect(statSync(store.artifactPath(sha256)).mode & 0o777).toBe(0o444);
-  expect(await store.lookup(sha256)).toEqual(manifest(sha256, 11));
+  // The manifest records the artifact as it lies in the store, for the duty's drift checks.
+  const promoted = statSync(store.artifactPath(sha256));
+  expect(await store.lookup(sha256)).toEqual({ ...manifest(sha256, 11), artifact: { ino: promoted.ino, size: 11, mtimeMs: promoted.mtimeMs, ctimeMs: promoted.ctimeMs } });
   expect(await store.trustedDigests()).toEqual([sha256]);
+});
+
+it('re-verifies an artifact by its full hash, and records its state again when it still matches', async () => {
+  const { path, sha256 } = stage('model bytes');
+  await store.promote(path, await fileIdentity(path), manifest(sha256, 11));
+  const target = store.artifactPath(sha256);
+  const later = new Date(Date.now() + 60_000);
+  utimesSync(target, later, later);
+  expect(await store.reverify(sha256)).toEqual({ matches: true, actual: sha256 });
+  expect((await store.lookup(sha256))?.artifact?.mtimeMs).toBe(statSync(target).mtimeMs);
+  chmodSync(target, 0o644);
+  writeFileSync(target, 'model bytez');
+  expect(await store.reverify(sha256)).toMatchObject({ matches: false, actual: expect.not.stringMatching(sha256) });
+  rmSync(target);
+  expect(await store.reverify(sha256)).toEqual({ matches: false });
 });
 
 it('refuses a staged file that changed after it was scanned', async () => {

@@ -11,6 +11,7 @@
 // file or none. The manifest goes in last; an artifact without one is not trusted.
 import { open, mkdir, readFile, rename, rm, stat, chmod, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sameStoredState, sha256OfFile, storedFileState, type StoredFileState } from '../file-state.js';
 import { fsyncPath } from '../fsync.js';
 import type { Verdict } from './verdict.js';
 
@@ -28,7 +29,11 @@ export interface TrustManifest {
   policyDigest: string;
   promotedAt: string;
   verdict: Verdict;
+  /** The artifact as it lay in the store right after promotion; a change means re-verification. */
+  artifact?: StoredFileState;
 }
+
+
 
 export interface ContainmentRecord {
   sha256: string;
@@ -99,6 +104,11 @@ export class TrustedStore {
     await mkdir(this.containedDir, { recursive: true, mode: 0o700 });
   }
 
+  /** Where trusted artifacts and their manifests lie (watched for changes). */
+  get trustedDirectory(): string {
+    return this.trustedDir;
+  }
+
   artifactPath(sha256: string): string {
     if (!HEX.test(sha256)) throw new Error('not a SHA-256 hex digest');
     return join(this.trustedDir, sha256);
@@ -149,14 +159,14 @@ export class TrustedStore {
     if (await this.lookup(manifest.sha256)) {
       // Same digest, same bytes: keep the file, record the newer verdict (a newer policy).
       await rm(stagedPath, { force: true });
-      await writeAtomically(this.manifestPath(manifest.sha256), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+      await this.writeManifest({ ...manifest, artifact: await storedFileState(target) });
       return { ok: true, path: target, alreadyTrusted: true };
     }
     // The bytes reach the disk before the name does, so a crash cannot leave a short trusted file.
     await fsyncPath(stagedPath);
     await chmod(stagedPath, 0o444);
     await rename(stagedPath, target);
-    await writeAtomically(this.manifestPath(manifest.sha256), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+    await this.writeManifest({ ...manifest, artifact: await storedFileState(target) });
     await fsyncPath(this.trustedDir);
     return { ok: true, path: target, alreadyTrusted: false };
   }
@@ -187,6 +197,38 @@ export class TrustedStore {
     }
     await fsyncPath(this.trustedDir);
     return { moved };
+  }
+
+  private async writeManifest(manifest: TrustManifest): Promise<void> {
+    await writeAtomically(this.manifestPath(manifest.sha256), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+  }
+
+  /** The artifact's and the manifest's state now (undefined where the file is gone). */
+  async fileStates(sha256: string): Promise<{ artifact?: StoredFileState; manifest?: StoredFileState }> {
+    const [artifact, manifest] = await Promise.all([storedFileState(this.artifactPath(sha256)), storedFileState(this.manifestPath(sha256))]);
+    return { ...(artifact ? { artifact } : {}), ...(manifest ? { manifest } : {}) };
+  }
+
+  /**
+   * Hashes a trusted artifact in full. Matching, its manifest records the file's state now (the
+   * new baseline); not matching, the artifact is left for the caller to remove.
+   */
+  async reverify(sha256: string): Promise<{ matches: boolean; actual?: string }> {
+    const manifest = await this.lookup(sha256);
+    if (!manifest) return { matches: false };
+    const before = await storedFileState(this.artifactPath(sha256));
+    let actual: string;
+    try {
+      actual = await sha256OfFile(this.artifactPath(sha256));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { matches: false };
+      throw error;
+    }
+    // A write during the hash moves the state: the bytes hashed may not be the bytes there now.
+    const after = await storedFileState(this.artifactPath(sha256));
+    if (actual !== sha256 || !sameStoredState(before, after)) return { matches: false, actual };
+    if (!sameStoredState(manifest.artifact, after)) await this.writeManifest({ ...manifest, artifact: after });
+    return { matches: true, actual };
   }
 
   /** Removes a staged file that was rejected. */

@@ -25,7 +25,7 @@ export type VaultHeaderObservation =
   | { kind: 'missing' }
   | { kind: 'unreadable'; error: string }
   | { kind: 'not-luks' }
-  | { kind: 'luks'; version: number; header?: Luks2Header };
+  | { kind: 'luks'; version: number; header?: Luks2Header; /** SHA-256 of the LUKS2 metadata JSON, to notice any change. */ digest?: string };
 
 export interface VaultFinding {
   reason: VaultReason;

@@ -76,6 +76,8 @@ export class VaultGuard {
   private lastAudited: string | undefined;
   private wasLocked: boolean | undefined;
   private unlockSeenAt: number | undefined;
+  /** What the last check read: the header's digest, or what stood in its place. */
+  private observed: string | undefined;
 
   private constructor(
     private readonly options: VaultGuardOptions,
@@ -93,6 +95,11 @@ export class VaultGuard {
 
   get lockEpoch(): number {
     return this.honouredLockEpoch;
+  }
+
+  /** What the last check read of the header (its digest, or `missing`, `unreadable`, ...). */
+  get observedHeader(): string | undefined {
+    return this.observed;
   }
 
   private serial<T>(operation: () => Promise<T>): Promise<T> {
@@ -114,6 +121,7 @@ export class VaultGuard {
   check(plan: VaultPlan): Promise<VaultReport> {
     return this.serial(async () => {
       const observation = await this.options.reader.read();
+      this.observed = observation.kind === 'luks' ? `luks${observation.version}:${observation.digest ?? ''}` : observation.kind;
       const locked = await this.isLocked();
       const verdict = checkVaultCompliance(plan, observation);
       const reasons = verdict.findings.map((f) => f.reason);

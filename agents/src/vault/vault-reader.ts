@@ -1,5 +1,6 @@
 // Reads the vault header: the binary prefix for the LUKS version, then the LUKS2 JSON metadata from
 // cryptsetup. Reading never needs the key and never opens the vault.
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { runCommand, type Exec } from '../exec.js';
 import type { VaultHeaderObservation } from './vault-compliance.js';
@@ -45,7 +46,7 @@ export function cryptsetupHeaderReader(headerPath: string, exec: Exec = runComma
         return { kind: 'unreadable', error: `cryptsetup luksDump failed: ${result.stderr.trim().slice(0, 200) || `exit ${result.code}`}` };
       }
       try {
-        return { kind: 'luks', version, header: parseLuks2Metadata(result.stdout) };
+        return { kind: 'luks', version, header: parseLuks2Metadata(result.stdout), digest: createHash('sha256').update(result.stdout).digest('hex') };
       } catch (error) {
         if (error instanceof LuksMetadataError) return { kind: 'unreadable', error: `LUKS2 metadata: ${error.message}` };
         throw error;

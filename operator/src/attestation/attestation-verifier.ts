@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { NodeAttestationEnrolment, NodeAttestationQuote, SecAINode, SecAINodeStatus } from '../../../api/gen/crd-types.js';
 import type { Command, CommandResult, VaultPlan } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
-import type { AgentCommander } from '../fleet/audit-verifier.js';
+import type { AgentCommander } from '../fleet/audit-verdicts.js';
 import type { NodeObservations } from '../fleet/intake.js';
 import type { Clock } from '../runtime/clock.js';
 import { findCondition, rfc3339Seconds } from '../runtime/conditions.js';
@@ -70,6 +70,13 @@ export interface AttestationVerdict {
   enrolment?: AttestationEnrolment;
   quote?: AttestedQuote;
   failure?: { reason: AttestationReason; message: string; at: number };
+}
+
+/** What the node controller reads of remote attestation: the verdicts, and when they change. */
+export interface AttestationVerdicts {
+  verdict(node: string, uid: string): AttestationVerdict | undefined;
+  onVerdict(listener: (node: string) => void): void;
+  forget(node: string): void;
 }
 
 export interface AttestationVerifierOptions {
@@ -182,7 +189,7 @@ class RoundError extends Error {
   }
 }
 
-export class AttestationVerifier {
+export class AttestationVerifier implements AttestationVerdicts {
   private readonly states = new Map<string, NodeState>();
   private readonly listeners = new Set<(node: string) => void>();
   private commander: AgentCommander | undefined;

@@ -6,6 +6,7 @@ import { randomBytes, type X509Certificate } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createEgressPolicyController } from '../controllers/egresspolicy/controller.js';
+import { createAuditLogController } from '../controllers/auditlog/controller.js';
 import { createInferenceServiceController } from '../controllers/inferenceservice/controller.js';
 import { createModelController } from '../controllers/model/controller.js';
 import { createNodeController } from '../controllers/node/controller.js';
@@ -14,7 +15,7 @@ import { resourcePath } from '../../../api/crd/paths.js';
 import type { SecAINodeStatus } from '../../../api/gen/crd-types.js';
 import { removeAnnotation } from '../attestation/annotations.js';
 import { ATTESTATION_REENROL_ANNOTATION, AttestationVerifier } from '../attestation/attestation-verifier.js';
-import { AuditVerifier } from '../fleet/audit-verifier.js';
+import { AuditVerdicts } from '../fleet/audit-verdicts.js';
 import { FleetCaches } from '../fleet/caches.js';
 import { lockVaultOnAuditFailure } from '../fleet/incident-lock.js';
 import type { FleetContext, FleetSettings } from '../fleet/context.js';
@@ -128,20 +129,11 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     clock,
     isEnrolled: (node) => caches.nodes.get(node) !== undefined && caches.secaiNodes.get(node) !== undefined,
   });
-  const audit = new AuditVerifier({
-    observations: (node) => intake.observations(node),
-    secaiNode: (node) => {
-      const cached = caches.secaiNodes.get(node);
-      if (!cached?.metadata.uid) return undefined;
-      return { uid: cached.metadata.uid, status: applier.observedStatus<SecAINodeStatus>(resourcePath('secainodes', node), cached) };
-    },
-    clock,
-    logger,
-    registry,
-    onFailure: (node, verdict) =>
-      void lockVaultOnAuditFailure({ plans, commander: () => channel, secaiNode: (n) => caches.secaiNodes.get(n), events, logger }, node, verdict),
+  const auditVerdicts = new AuditVerdicts((node) => {
+    const cached = caches.secaiNodes.get(node);
+    if (!cached?.metadata.uid) return undefined;
+    return { uid: cached.metadata.uid, status: applier.observedStatus<SecAINodeStatus>(resourcePath('secainodes', node), cached) };
   });
-  intake.onChange((node) => audit.kick(node));
   const attestation = new AttestationVerifier({
     observations: (node) => intake.observations(node),
     secaiNode: (node) => {
@@ -171,7 +163,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     resolver: new CacheReferenceResolver(opts.namespace, caches.configMaps, caches.secrets),
     plans,
     intake,
-    audit,
+    auditVerdicts,
     attestation,
     rollouts: new RolloutRecords(caches.configMaps, opts.namespace),
     placement: new ServicePlacement(caches),
@@ -193,6 +185,18 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     createEgressPolicyController(ctx),
     createVaultPolicyController(ctx),
     createInferenceServiceController(ctx),
+    createAuditLogController({
+      verdicts: auditVerdicts,
+      observations: (node) => intake.observations(node),
+      commander: () => channel,
+      clock,
+      registry,
+      intake,
+      logger,
+      runtimeMetrics,
+      onFailure: (node, verdict) =>
+        void lockVaultOnAuditFailure({ plans, commander: () => channel, secaiNode: (n) => caches.secaiNodes.get(n), events, logger }, node, verdict),
+    }),
   ];
 
   let controllersRunning = false;
@@ -221,7 +225,6 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       registry,
     });
     channelAddresses = await channel.start();
-    audit.attach(channel);
     attestation.attach(channel);
     if (options.endpoint) {
       const tcp = channelAddresses.find((a) => !a.startsWith('unix:'));

@@ -7,8 +7,8 @@ import type { Clock } from '../runtime/clock.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { KubeClient } from '../runtime/kube-client.js';
 import type { RuntimeMetrics } from '../runtime/metrics.js';
-import type { AttestationVerifier } from '../attestation/attestation-verifier.js';
-import type { AuditVerifier } from './audit-verifier.js';
+import type { AttestationVerdicts } from '../attestation/attestation-verifier.js';
+import type { AuditVerdicts } from './audit-verdicts.js';
 import type { FleetCaches } from './caches.js';
 import type { NodeReportIntake } from './intake.js';
 import type { FleetMetrics } from './metrics.js';
@@ -32,10 +32,10 @@ export interface FleetContext {
   resolver: ReferenceResolver;
   plans: PlanPublisher;
   intake: NodeReportIntake;
-  /** Verifies each node's audit log; its verdicts go into SecAINode status. */
-  audit?: AuditVerifier;
-  /** Enrols each node's TPM and verifies its quotes; its verdicts go into SecAINode status. */
-  attestation?: AttestationVerifier;
+  /** What the audit log controller concluded about each node's log; it goes into SecAINode status. */
+  auditVerdicts?: AuditVerdicts;
+  /** What remote attestation verified of each node's TPM; it goes into SecAINode status. */
+  attestation?: AttestationVerdicts;
   rollouts: RolloutRecords;
   placement: ServicePlacement;
   events: EventRecorder;
@@ -48,7 +48,7 @@ export interface FleetContext {
 }
 
 /** Roll-ups of fleet state wait until every fleet node has a plan computed by this process. */
-export function plansPrimed(ctx: FleetContext): boolean {
+export function plansPrimed(ctx: Pick<FleetContext, 'plans' | 'caches'>): boolean {
   return ctx.plans.primed(ctx.caches.nodes.keys());
 }
 

@@ -4,7 +4,7 @@
 import type { SecAINode } from '../../../api/gen/crd-types.js';
 import type { Logger } from 'pino';
 import type { EventRecorder } from '../runtime/events.js';
-import type { AgentCommander, AuditVerdict } from './audit-verifier.js';
+import type { AgentCommander, AuditVerdict } from './audit-verdicts.js';
 import type { PlanPublisher } from './plan-publisher.js';
 
 export interface IncidentLockDeps {

@@ -1,6 +1,7 @@
 // The current plan of every fleet node, for the agent channel to push and for the controllers that
-// roll up fleet state. A plan is published once its generation and digest are persisted in the
-// SecAINode status, so that a restarted operator continues the same sequence.
+// roll up fleet state. A plan is published as soon as it is computed, before its generation and
+// digest are persisted in SecAINode status (the planner says how a restarted operator still
+// continues the same sequence).
 import type { NodePlan } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { Exclusion } from '../plan/node-plan.js';
 

@@ -1,6 +1,6 @@
 // Reports from agents are untrusted: every list is capped, names deduplicated, strings cut and
 // digests checked before anything reaches a status write.
-import { EgressMode, ModelState, SecureBootState, ServiceState, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DutyStatus, EgressMode, ModelState, SecureBootState, ServiceState, type DutyResult, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { sanitizeHello, sanitizeReport } from './report-status.js';
 
 const D = (c: string) => c.repeat(64);
@@ -10,13 +10,14 @@ function report(over: Partial<Report> = {}): Report {
     planGeneration: 3,
     planDigest: D('a'),
     planError: '',
-    egress: { mode: EgressMode.EGRESS_MODE_AUDIT, rulesetDigest: D('b'), droppedPackets: 5, auditedPackets: 7, allowEntries: 2, error: '' },
+    egress: { mode: EgressMode.EGRESS_MODE_AUDIT, rulesetDigest: D('b'), droppedPackets: 5, auditedPackets: 7, allowEntries: 2 },
     vault: undefined,
     attestation: { secureBoot: SecureBootState.SECURE_BOOT_STATE_DISABLED, tpmPresent: false, pcrBank: 'sha256', pcrDigest: 'not-hex', mismatchedPcrs: [7, 7, 99, 0], checkedUnixMillis: 0 },
     models: [],
     services: [],
     auditHead: { treeSize: 12, rootHash: Buffer.alloc(32, 1), timestampUnixMillis: 0, signature: Buffer.alloc(64) },
     observedUnixMillis: 0,
+    duties: [],
     ...over,
   };
 }
@@ -54,10 +55,41 @@ it('caps, deduplicates and validates models and services', () => {
   expect(s.inference).toEqual([{ service: 'a', model: 'm', state: 'Serving' }]);
 });
 
-it('joins a plan error and an egress error, bounded', () => {
-  const s = sanitizeReport(report({ planError: 'p'.repeat(2000), egress: { ...report().egress!, error: 'resolver down' } }), 0);
-  expect(s.planError).toHaveLength(1024);
-  expect(sanitizeReport(report({ egress: { ...report().egress!, error: 'resolver down' } }), 0).planError).toBe('egress: resolver down');
+it('bounds a plan refusal', () => {
+  expect(sanitizeReport(report({ planError: 'p'.repeat(2000) }), 0).planError).toHaveLength(1024);
+});
+
+const AT = 1_780_000_000_000;
+function duty(over: Partial<DutyResult> = {}): DutyResult {
+  return { duty: 'egress', status: DutyStatus.DUTY_STATUS_OK, reason: 'Converged', message: 'fine', planGeneration: 3, readBackDigest: D('e'), checkedUnixMillis: AT, consecutiveFailures: 0, drifts: 0, lastDrift: undefined, ...over };
+}
+
+it('maps duty results with their codes, in duty order, and their last drift', () => {
+  const s = sanitizeReport(
+    report({
+      duties: [
+        duty({ duty: 'models', status: DutyStatus.DUTY_STATUS_DRIFTED, reason: 'Drift', readBackDigest: '', drifts: 2, lastDrift: { kind: 'store-file-changed', detail: 'd', detectedUnixMillis: AT, repairedUnixMillis: 0 } }),
+        duty({ drifts: 1, lastDrift: { kind: 'table-missing', detail: 'gone', detectedUnixMillis: AT - 1000, repairedUnixMillis: AT } }),
+      ],
+    }),
+    0,
+  );
+  expect(s.duties).toEqual([
+    { duty: 'egress', state: 'OK', reason: 'Converged', message: 'fine', planGeneration: 3, readBackDigest: D('e'), checkedAt: '2026-05-28T20:26:40Z', drifts: 1, lastDrift: { kind: 'table-missing', detail: 'gone', detectedAt: '2026-05-28T20:26:39Z', repairedAt: '2026-05-28T20:26:40Z' } },
+    { duty: 'models', state: 'Drifted', reason: 'Drift', message: 'fine', planGeneration: 3, checkedAt: '2026-05-28T20:26:40Z', drifts: 2, lastDrift: { kind: 'store-file-changed', detail: 'd', detectedAt: '2026-05-28T20:26:40Z' } },
+  ]);
+});
+
+it.each<[string, Partial<DutyResult> | undefined, unknown]>([
+  ['an unknown duty', { duty: 'firewall' }, []],
+  ['an unknown status', { status: 99 as DutyStatus }, []],
+  ['an unknown reason, read as Failed rather than trusted', { reason: 'AllGood' }, [expect.objectContaining({ reason: 'Failed' })]],
+  ['an unknown drift kind, dropped', { drifts: 0, lastDrift: { kind: 'sneaky', detail: '', detectedUnixMillis: AT, repairedUnixMillis: 0 } }, [expect.not.objectContaining({ lastDrift: expect.anything() })]],
+  ['an implausible time, dropped', { checkedUnixMillis: -5 }, [expect.not.objectContaining({ checkedAt: expect.anything() })]],
+  ['a duplicate duty, the first kept', undefined, [expect.objectContaining({ message: 'first' })]],
+])('refuses or bounds %s', (_what, over, expected) => {
+  const duties = over ? [duty(over)] : [duty({ message: 'first' }), duty({ message: 'second' })];
+  expect(sanitizeReport(report({ duties }), 0).duties).toEqual(expected);
 });
 
 it('bounds what a hello claims', () => {

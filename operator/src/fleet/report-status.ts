@@ -4,12 +4,15 @@
 import type {
   AgentStatus,
   NodeAttestationStatus,
+  NodeDutyStatus,
   NodeEgressStatus,
   NodeModelStatus,
   NodeServiceStatus,
   NodeVaultStatus,
 } from '../../../api/gen/crd-types.js';
+import { DUTY_NAMES, DutyReason, isDriftKind, isDutyName, isDutyReason } from '../../../api/proto/duty-results.js';
 import {
+  DutyStatus,
   EgressMode,
   ModelState,
   SecureBootState,
@@ -27,14 +30,16 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 export interface ReportedState {
   appliedGeneration: number;
   appliedDigest?: string;
-  /** Why the latest plan could not be applied; an egress enforcement error is prefixed "egress: ". */
+  /** Why the agent refused the latest plan it was sent. */
   planError?: string;
+  /** Each duty's last outcome, in DUTY_NAMES order. */
+  duties: NodeDutyStatus[];
   egress?: NodeEgressStatus;
   vault?: NodeVaultStatus;
   attestation?: NodeAttestationStatus;
   models: NodeModelStatus[];
   inference: NodeServiceStatus[];
-  /** The signed tree head the report carried, bounded; verified by the AuditVerifier before status shows it. */
+  /** The signed tree head the report carried, bounded; verified by the audit log controller before status shows it. */
   auditHead?: SignedTreeHead;
   /** When the operator received the report (ms). */
   receivedAt: number;
@@ -45,8 +50,6 @@ export interface AgentIdentity {
   protocolVersion?: number;
   capabilities: string[];
 }
-
-export const EGRESS_ERROR_PREFIX = 'egress: ';
 
 // Decoded messages have every field, but nothing here relies on that: a wrong type reads as empty.
 function text(value: unknown, max: number): string | undefined {
@@ -122,6 +125,46 @@ function servicesOf(report: Report): NodeServiceStatus[] {
   return [...byName.values()].sort((a, b) => (a.service < b.service ? -1 : 1));
 }
 
+const DUTY_STATES: Partial<Record<DutyStatus, NodeDutyStatus['state']>> = {
+  [DutyStatus.DUTY_STATUS_OK]: 'OK',
+  [DutyStatus.DUTY_STATUS_PROGRESSING]: 'Progressing',
+  [DutyStatus.DUTY_STATUS_DRIFTED]: 'Drifted',
+  [DutyStatus.DUTY_STATUS_FAILED]: 'Failed',
+};
+
+/** A timestamp an agent sent, if it is a plausible one (after 2001, before 2100). */
+function instant(value: unknown): string | undefined {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 1e12 && value < 4.1e12 ? rfc3339Seconds(value) : undefined;
+}
+
+function dutiesOf(report: Report): NodeDutyStatus[] {
+  const byName = new Map<string, NodeDutyStatus>();
+  for (const d of list(report.duties)) {
+    if (byName.size >= DUTY_NAMES.length) break;
+    const state = DUTY_STATES[d.status];
+    if (!isDutyName(d.duty) || !state || byName.has(d.duty)) continue;
+    const drift = d.lastDrift;
+    const detectedAt = instant(drift?.detectedUnixMillis);
+    const repairedAt = instant(drift?.repairedUnixMillis);
+    byName.set(d.duty, {
+      duty: d.duty,
+      state,
+      // An unknown code is not trusted to mean success.
+      reason: isDutyReason(d.reason) ? d.reason : DutyReason.Failed,
+      ...(text(d.message, 1024) ? { message: text(d.message, 1024) } : {}),
+      ...(count(d.planGeneration) > 0 ? { planGeneration: count(d.planGeneration) } : {}),
+      ...(digest(d.readBackDigest) ? { readBackDigest: d.readBackDigest } : {}),
+      ...(instant(d.checkedUnixMillis) ? { checkedAt: instant(d.checkedUnixMillis) } : {}),
+      ...(count(d.consecutiveFailures) > 0 ? { consecutiveFailures: Math.min(count(d.consecutiveFailures), 1_000_000) } : {}),
+      ...(count(d.drifts) > 0 ? { drifts: count(d.drifts) } : {}),
+      ...(drift && isDriftKind(drift.kind) && detectedAt
+        ? { lastDrift: { kind: drift.kind, ...(text(drift.detail, 512) ? { detail: text(drift.detail, 512) } : {}), detectedAt, ...(repairedAt ? { repairedAt } : {}) } }
+        : {}),
+    });
+  }
+  return DUTY_NAMES.flatMap((name) => (byName.has(name) ? [byName.get(name)!] : []));
+}
+
 /** Longer fields than an Ed25519 key, a SHA-256 root or a signature can hold are cut (and then fail verification). */
 const MAX_AUDIT_FIELD_BYTES = 128;
 
@@ -156,8 +199,7 @@ export function boundedAuditKey(hello: Hello): Buffer {
 }
 
 export function sanitizeReport(report: Report, receivedAt: number): ReportedState {
-  const egressError = text(report.egress?.error, LIMITS.error) ? `${EGRESS_ERROR_PREFIX}${report.egress?.error}` : '';
-  const planError = text([text(report.planError, LIMITS.error), egressError].filter(Boolean).join('; '), LIMITS.error);
+  const planError = text(report.planError, LIMITS.error);
   const egress: NodeEgressStatus | undefined = report.egress
     ? {
         ...(report.egress.mode === EgressMode.EGRESS_MODE_ENFORCE ? { mode: 'Enforce' as const } : {}),
@@ -204,6 +246,7 @@ export function sanitizeReport(report: Report, receivedAt: number): ReportedStat
     appliedGeneration: count(report.planGeneration),
     ...(digest(report.planDigest) ? { appliedDigest: report.planDigest } : {}),
     ...(planError ? { planError } : {}),
+    duties: dutiesOf(report),
     ...(egress ? { egress } : {}),
     ...(vault ? { vault } : {}),
     ...(attestation ? { attestation } : {}),

@@ -13,7 +13,7 @@ import type {
 import { EgressMode, NodePlan, Protocol, Tpm2Mode, Via } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { planDigest } from '../../../api/proto/protocol.js';
 import { allowlistDigest, type EgressPolicyVersion } from './egress.js';
-import { computeNodePlan, nextPlanGeneration, ServiceExclusion, type NodePlanInputs, type PlanNodeInput } from './node-plan.js';
+import { computeNodePlan, ServiceExclusion, type NodePlanInputs, type PlanNodeInput } from './node-plan.js';
 import type { ReferenceResolver } from './references.js';
 import { assignServices } from './services.js';
 
@@ -346,11 +346,4 @@ describe('digest and generation', () => {
     expect(plan(changed).plan.digest).not.toBe(base);
   });
 
-  it.each<[string, { generation: number; digest: string } | undefined, string, number]>([
-    ['a first plan', undefined, 'd1', 1],
-    ['the same digest keeps the generation', { generation: 7, digest: 'd1' }, 'd1', 7],
-    ['a new digest takes the next generation', { generation: 7, digest: 'd1' }, 'd2', 8],
-  ])('generation: %s', (_, previous, digest, expected) => {
-    expect(nextPlanGeneration(previous, digest)).toBe(expected);
-  });
 });

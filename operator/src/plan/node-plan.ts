@@ -174,8 +174,3 @@ export function computeNodePlan(inputs: NodePlanInputs): NodePlanResult {
   return { plan, shadowedVaultPolicies: vault.shadowed, excludedServices, unresolvedModels };
 }
 
-/** The generation of a plan with `digest`: unchanged for the same digest, one more otherwise. */
-export function nextPlanGeneration(previous: { generation: number; digest: string } | undefined, digest: string): number {
-  if (!previous) return 1;
-  return previous.digest === digest ? previous.generation : previous.generation + 1;
-}

@@ -40,7 +40,6 @@ export class AttestingAgent {
     const audit = new MemoryAuditSink();
     const duty = new AttestationDuty(
       new Attestor({ tpm: tpm2ToolsClient(opts.tcti), audit, registry: new Registry() }),
-      () => {},
       60_000,
       { tpm: tpm2ToolsAttestation({ tcti: opts.tcti, workDir: opts.workDir }), eventLogPath: opts.eventLogPath, audit },
     );

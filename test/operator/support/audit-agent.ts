@@ -92,6 +92,7 @@ export class AuditAgent {
       planError: '',
       models: [],
       services: [],
+      duties: [],
       auditHead: head,
       observedUnixMillis: Date.now(),
     });

@@ -2,6 +2,7 @@
 // node's plans and reports them applied (or failed), automatically or when the test says so.
 import { createHash } from 'node:crypto';
 import {
+  DutyStatus,
   EgressMode,
   ModelState,
   SecureBootState,
@@ -10,6 +11,7 @@ import {
   type NodePlan,
   type Report,
 } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DUTY_NAMES, DutyReason } from '../../../api/proto/duty-results.js';
 import { PROTOCOL_VERSION } from '../../../api/proto/protocol.js';
 import type { NodeReportIntake } from '../../../operator/src/fleet/intake.js';
 
@@ -78,7 +80,6 @@ export class SimulatedAgent {
         droppedPackets: 0,
         auditedPackets: 0,
         allowEntries: plan.egress?.allow.length ?? 0,
-        error: '',
       },
       vault: plan.vault ? { encrypted: true, sealed: true, locked: false, compliant: true, policy: plan.vault.policy, reasons: [], lockEpoch: 0 } : undefined,
       attestation: { secureBoot: SecureBootState.SECURE_BOOT_STATE_ENABLED, tpmPresent: true, pcrBank: 'sha256', pcrDigest: 'c'.repeat(64), mismatchedPcrs: [], checkedUnixMillis: Date.now() },
@@ -96,6 +97,18 @@ export class SimulatedAgent {
       services: plan.services.map((s) => ({ name: s.name, model: s.model, state: ServiceState.SERVICE_STATE_SERVING, reason: '', message: '', gpuLayers: s.gpuLayers })),
       auditHead: undefined,
       observedUnixMillis: Date.now(),
+      duties: DUTY_NAMES.map((duty) => ({
+        duty,
+        status: DutyStatus.DUTY_STATUS_OK,
+        reason: DutyReason.Converged,
+        message: '',
+        planGeneration: plan.generation,
+        readBackDigest: duty === 'egress' ? rules : '',
+        checkedUnixMillis: Date.now(),
+        consecutiveFailures: 0,
+        drifts: 0,
+        lastDrift: undefined,
+      })),
     };
   }
 

@@ -1,14 +1,16 @@
 // The attestation duty: measures Secure Boot, the TPM and the PCRs against the plan's expected
-// boot state on every plan and every few minutes (the node's own view, reported), and answers the
+// boot state on every plan and on its interval. A measurement that moved since the last run (a PCR
+// the policy names, Secure Boot, the TPM's presence) is drift: the agent cannot undo a boot, so it
+// reports the change and the new state is judged against the expected values. It also answers the
 // operator's remote attestation: its TPM identity, credential activation at enrolment, and quotes
 // over the operator's nonces with the boot event log. Only the operator's verification of those
 // makes a node attested.
-import type { AttestationReport, Command, CommandResult, NodePlan, Report } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DutyStatus, type AttestationReport, type Command, type CommandResult, type NodePlan, type Report } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DriftKind, DutyReason } from '../../../../api/proto/duty-results.js';
 import type { Attestor } from '../../attestation/attestation.js';
 import { readBootEventLog, type AttestationTpm } from '../../attestation/tpm-attestation.js';
 import type { AuditSink } from '../../audit/audit-sink.js';
-import type { Duty } from '../node-agent.js';
-import { RoundTimer } from './repeat.js';
+import type { Duty, DutyContext, DutyOutcome } from '../node-agent.js';
 
 /** SecAI OS re-attests every 5 minutes. */
 export const ATTESTATION_INTERVAL_MS = 5 * 60_000;
@@ -21,35 +23,31 @@ export interface RemoteAttestation {
 }
 
 export class AttestationDuty implements Duty {
-  readonly name = 'attestation';
-  private plan: NodePlan | undefined;
+  readonly name = 'attestation' as const;
   private last: AttestationReport | undefined;
-  private readonly timer: RoundTimer;
   /** Whether this process created the AK (a first enrolment on this TPM). */
   private akCreated = false;
 
   constructor(
     private readonly attestor: Attestor,
-    private readonly changed: () => void,
-    intervalMs = ATTESTATION_INTERVAL_MS,
+    readonly resyncMs = ATTESTATION_INTERVAL_MS,
     private readonly remote?: RemoteAttestation,
-  ) {
-    this.timer = new RoundTimer(intervalMs, () => this.round());
-  }
+  ) {}
 
-  async apply(plan: NodePlan): Promise<void> {
-    this.plan = plan;
-    await this.round();
-    this.timer.ensureStarted();
-  }
-
-  private async round(): Promise<void> {
-    if (!this.plan?.vault) return;
-    const { report } = await this.attestor.attest(this.plan.vault);
-    const comparable = (r: AttestationReport | undefined) => JSON.stringify(r && { ...r, checkedUnixMillis: 0 });
-    const changed = comparable(report) !== comparable(this.last);
+  async converge(plan: NodePlan, ctx: DutyContext): Promise<DutyOutcome> {
+    if (!plan.vault) return { status: DutyStatus.DUTY_STATUS_OK, reason: DutyReason.Converged, message: 'the plan names no expected boot state' };
+    const { report, attested, failures } = await this.attestor.attest(plan.vault);
+    const previous = this.last;
+    if (previous) {
+      if (previous.pcrBank === report.pcrBank && previous.pcrDigest !== report.pcrDigest) {
+        await ctx.drift(DriftKind.PcrChanged, `the ${report.pcrBank || 'PCR'} digest over the policy's PCRs changed (${previous.pcrDigest.slice(0, 12) || 'none'} -> ${report.pcrDigest.slice(0, 12) || 'none'})`);
+      } else if (previous.secureBoot !== report.secureBoot || previous.tpmPresent !== report.tpmPresent) {
+        await ctx.drift(DriftKind.BootStateChanged, `Secure Boot ${previous.secureBoot} -> ${report.secureBoot}, TPM present ${previous.tpmPresent} -> ${report.tpmPresent}`);
+      }
+    }
     this.last = report;
-    if (changed) this.changed();
+    const message = attested ? 'the boot state matches the expected values' : `the boot state differs from the expected values: ${failures.join(', ')}`;
+    return { status: DutyStatus.DUTY_STATUS_OK, reason: DutyReason.Converged, message };
   }
 
   async contribute(report: Report): Promise<void> {
@@ -97,9 +95,5 @@ export class AttestationDuty implements Duty {
     } catch (err) {
       return { id: command.id, error: (err as Error).message.slice(0, 1000), body: undefined };
     }
-  }
-
-  async stop(): Promise<void> {
-    this.timer.stop();
   }
 }

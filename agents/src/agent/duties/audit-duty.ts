@@ -1,16 +1,36 @@
-// The audit duty: reports the latest signed tree head of the node's audit log and answers the
-// operator's requests for a fresh head and for consistency proofs. The log outlives the duties
-// (every duty records into it while stopping); its owner closes it last.
-import type { Command, CommandResult, Report } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
+// The audit duty: signs a tree head of the node's audit log whenever it grew, reports the latest
+// head and answers the operator's requests for a fresh head and for consistency proofs. Each run
+// also checks the segment files against what the log wrote: a sealed segment changed or gone, or
+// an open segment of another length, is drift. History cannot be repaired on the node; the
+// operator's consistency proofs decide whether it still extends every head it verified. The log
+// outlives the duties (every duty records into it while stopping); its owner closes it last.
+import { DutyStatus, type Command, type CommandResult, type NodePlan, type Report } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DriftKind, DutyReason } from '../../../../api/proto/duty-results.js';
 import type { AuditLog } from '../../audit/audit-log.js';
-import type { Duty } from '../node-agent.js';
+import type { Duty, DutyContext, DutyOutcome } from '../node-agent.js';
+
+/** How often a new head is signed (when entries were added) and the segment files are checked. */
+export const AUDIT_HEAD_INTERVAL_MS = 60_000;
 
 export class AuditDuty implements Duty {
-  readonly name = 'audit';
+  readonly name = 'audit' as const;
+  /** Changes already reported: they stay on disk, and count as drift once. */
+  private readonly reported = new Set<string>();
 
-  constructor(private readonly log: AuditLog) {}
+  constructor(
+    private readonly log: AuditLog,
+    readonly resyncMs = AUDIT_HEAD_INTERVAL_MS,
+  ) {}
 
-  async apply(): Promise<void> {}
+  async converge(_plan: NodePlan, ctx: DutyContext): Promise<DutyOutcome> {
+    const changes = await this.log.checkSegments();
+    const fresh = changes.filter((change) => !this.reported.has(change));
+    if (fresh.length > 0) await ctx.drift(DriftKind.AuditLogChanged, fresh.join('; '));
+    for (const change of fresh) this.reported.add(change);
+    if (this.log.grewSinceStoredHead) await this.log.signTreeHead();
+    const message = changes.length > 0 ? `the log's files changed behind it: ${changes.join('; ')}` : `${this.log.size} entries, segment files as written`;
+    return { status: DutyStatus.DUTY_STATUS_OK, reason: DutyReason.Converged, message };
+  }
 
   async contribute(report: Report): Promise<void> {
     report.auditHead = await this.log.signTreeHead();

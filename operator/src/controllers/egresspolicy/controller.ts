@@ -1,12 +1,12 @@
 // Wiring of the EgressPolicy controller: reconsidered when it changes, when fleet Nodes or node
 // reports change, when plans change, and when its rollout record changes (or is orphaned).
-import type { FleetContext } from '../../fleet/context.js';
+import type { EgressPolicyControllerContext } from './context.js';
 import { Controller } from '../../runtime/controller.js';
 import { reconcileEgressPolicy } from './reconcile.js';
 
 export const EGRESS_POLICY_CONTROLLER = 'egresspolicy';
 
-export function createEgressPolicyController(ctx: FleetContext): Controller {
+export function createEgressPolicyController(ctx: EgressPolicyControllerContext): Controller {
   const controller = new Controller({
     name: EGRESS_POLICY_CONTROLLER,
     reconcile: (key, rc) => reconcileEgressPolicy(ctx, key, rc),

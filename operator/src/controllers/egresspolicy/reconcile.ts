@@ -3,7 +3,8 @@
 import { API_VERSION } from '../../../../api/crd/common.js';
 import { resourcePath } from '../../../../api/crd/paths.js';
 import type { EgressPolicy, EgressPolicyStatus } from '../../../../api/gen/crd-types.js';
-import { plansPrimed, PRIMING_RETRY_MS, type FleetContext } from '../../fleet/context.js';
+import { plansPrimed, PRIMING_RETRY_MS } from '../../fleet/context.js';
+import type { EgressPolicyControllerContext } from './context.js';
 import { FIELD_MANAGER } from '../../fleet/names.js';
 import { recordConfigMap, recordConfigMapName, type RolloutRecord } from '../../fleet/rollout-records.js';
 import { allowlistDigest } from '../../plan/egress.js';
@@ -17,7 +18,7 @@ import { computeEgressStatus } from './status.js';
 /** While a rollout progresses, look again at least this often (node reports also wake it). */
 const PROGRESS_POLL_MS = 5_000;
 
-function recordPath(ctx: FleetContext, policy: string): string {
+function recordPath(ctx: EgressPolicyControllerContext, policy: string): string {
   return `/api/v1/namespaces/${encodeURIComponent(ctx.namespace)}/configmaps/${encodeURIComponent(recordConfigMapName(policy))}`;
 }
 
@@ -26,7 +27,7 @@ function recordPath(ctx: FleetContext, policy: string): string {
  * counts against the revision only when reported after that plan went out: an older error is about
  * an older plan (and a node that says nothing fails at the progress deadline).
  */
-export function enforcementOf(ctx: FleetContext, policy: string, node: string, revision: string): NodeEnforcement {
+export function enforcementOf(ctx: EgressPolicyControllerContext, policy: string, node: string, revision: string): NodeEnforcement {
   const since = ctx.plans.current(node)?.egressSince.get(policy);
   if (!since || since.revision !== revision) return { enforced: false };
   const report = ctx.intake.observations(node)?.report;
@@ -37,7 +38,7 @@ export function enforcementOf(ctx: FleetContext, policy: string, node: string, r
   return { enforced: applied >= since.generation && !error };
 }
 
-export async function reconcileEgressPolicy(ctx: FleetContext, name: string, rc: ReconcileContext): Promise<ReconcileResult | void> {
+export async function reconcileEgressPolicy(ctx: EgressPolicyControllerContext, name: string, rc: ReconcileContext): Promise<ReconcileResult | void> {
   const path = resourcePath('egresspolicies', name);
   const policy = ctx.caches.egressPolicies.get(name);
   if (!policy || isDeleting(policy)) {
@@ -73,7 +74,7 @@ export async function reconcileEgressPolicy(ctx: FleetContext, name: string, rc:
   return { requeueAfterMs: Math.min(PROGRESS_POLL_MS, outcome.nextDeadlineMs ?? PROGRESS_POLL_MS) };
 }
 
-async function writeRecord(ctx: FleetContext, policy: EgressPolicy, record: RolloutRecord): Promise<void> {
+async function writeRecord(ctx: EgressPolicyControllerContext, policy: EgressPolicy, record: RolloutRecord): Promise<void> {
   const written = await ctx.client.request<{ metadata: { resourceVersion?: string } }>({
     method: 'PATCH',
     path: recordPath(ctx, record.policy),
@@ -84,7 +85,7 @@ async function writeRecord(ctx: FleetContext, policy: EgressPolicy, record: Roll
   ctx.rollouts.wrote(record, written.metadata.resourceVersion ?? '');
 }
 
-async function removeRecord(ctx: FleetContext, policy: string): Promise<void> {
+async function removeRecord(ctx: EgressPolicyControllerContext, policy: string): Promise<void> {
   ctx.rollouts.forgetWritten(policy);
   if (!ctx.caches.configMaps.get(`${ctx.namespace}/${recordConfigMapName(policy)}`)) return;
   const res = await ctx.client.raw({ method: 'DELETE', path: recordPath(ctx, policy) });

@@ -1,12 +1,12 @@
 // Wiring of the InferenceService controller: reconsidered when it changes, when nodes report or
 // their plans change, and when Models or Secrets change.
-import type { FleetContext } from '../../fleet/context.js';
+import type { InferenceServiceControllerContext } from './context.js';
 import { Controller } from '../../runtime/controller.js';
 import { reconcileInferenceService } from './reconcile.js';
 
 export const INFERENCE_SERVICE_CONTROLLER = 'inferenceservice';
 
-export function createInferenceServiceController(ctx: FleetContext): Controller {
+export function createInferenceServiceController(ctx: InferenceServiceControllerContext): Controller {
   const controller = new Controller({
     name: INFERENCE_SERVICE_CONTROLLER,
     reconcile: (key) => reconcileInferenceService(ctx, key),

@@ -2,13 +2,14 @@
 import { API_VERSION } from '../../../../api/crd/common.js';
 import { resourcePath } from '../../../../api/crd/paths.js';
 import type { InferenceServiceStatus } from '../../../../api/gen/crd-types.js';
-import { plansPrimed, PRIMING_RETRY_MS, type FleetContext } from '../../fleet/context.js';
+import { plansPrimed, PRIMING_RETRY_MS } from '../../fleet/context.js';
+import type { InferenceServiceControllerContext } from './context.js';
 import { isDeleting } from '../../plan/models.js';
 import { conditionTransition } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { computeServiceStatus } from './status.js';
 
-export async function reconcileInferenceService(ctx: FleetContext, name: string): Promise<ReconcileResult | void> {
+export async function reconcileInferenceService(ctx: InferenceServiceControllerContext, name: string): Promise<ReconcileResult | void> {
   const path = resourcePath('inferenceservices', name);
   const service = ctx.caches.inferenceServices.get(name);
   if (!service || isDeleting(service)) {

@@ -1,12 +1,12 @@
 // Wiring of the Model controller: a Model is reconsidered when it changes, when any node reports,
 // and when any node's plan changes.
-import type { FleetContext } from '../../fleet/context.js';
+import type { ModelControllerContext } from './context.js';
 import { Controller } from '../../runtime/controller.js';
 import { reconcileModel } from './reconcile.js';
 
 export const MODEL_CONTROLLER = 'model';
 
-export function createModelController(ctx: FleetContext): Controller {
+export function createModelController(ctx: ModelControllerContext): Controller {
   const controller = new Controller({
     name: MODEL_CONTROLLER,
     reconcile: (key, rc) => reconcileModel(ctx, key, rc),

@@ -4,13 +4,13 @@
 import { API_VERSION } from '../../../../api/crd/common.js';
 import { resourcePath } from '../../../../api/crd/paths.js';
 import type { Model, ModelStatus } from '../../../../api/gen/crd-types.js';
-import type { FleetContext } from '../../fleet/context.js';
+import type { ModelControllerContext } from './context.js';
 import { MODEL_FINALIZER } from '../../fleet/names.js';
 import type { ReconcileContext } from '../../runtime/controller.js';
 import { hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
 import { computeModelStatus } from './status.js';
 
-export function nodesStillHolding(ctx: FleetContext, model: Model): string[] {
+export function nodesStillHolding(ctx: ModelControllerContext, model: Model): string[] {
   return ctx.caches.secaiNodes
     .list()
     .filter((n) => n.status?.models?.some((m) => m.name === model.metadata.name && m.sha256 === model.spec.sha256))
@@ -18,7 +18,7 @@ export function nodesStillHolding(ctx: FleetContext, model: Model): string[] {
     .sort();
 }
 
-export async function reconcileModelDeletion(ctx: FleetContext, model: Model, rc: ReconcileContext): Promise<void> {
+export async function reconcileModelDeletion(ctx: ModelControllerContext, model: Model, rc: ReconcileContext): Promise<void> {
   if (!hasFinalizer(model, MODEL_FINALIZER)) return;
   const name = model.metadata.name ?? '';
   const path = resourcePath('models', name);

@@ -3,7 +3,8 @@
 import { API_VERSION } from '../../../../api/crd/common.js';
 import { resourcePath } from '../../../../api/crd/paths.js';
 import type { Model, ModelStatus } from '../../../../api/gen/crd-types.js';
-import { plansPrimed, PRIMING_RETRY_MS, type FleetContext } from '../../fleet/context.js';
+import { plansPrimed, PRIMING_RETRY_MS } from '../../fleet/context.js';
+import type { ModelControllerContext } from './context.js';
 import { MODEL_FINALIZER } from '../../fleet/names.js';
 import { isDeleting, modelPlanOf } from '../../plan/models.js';
 import { conditionTransition } from '../../runtime/conditions.js';
@@ -19,7 +20,7 @@ const PHASE_EVENTS: Partial<Record<NonNullable<ModelStatus['phase']>, { type: 'N
   Revoked: { type: 'Warning', reason: 'Revoked' },
 };
 
-export function modelNodeViews(ctx: FleetContext, name: string): ModelNodeView[] {
+export function modelNodeViews(ctx: ModelControllerContext, name: string): ModelNodeView[] {
   return ctx.caches.nodes.keys().map((node) => ({
     node,
     desired: ctx.plans.current(node)?.plan.models.some((m) => m.name === name) ?? false,
@@ -27,7 +28,7 @@ export function modelNodeViews(ctx: FleetContext, name: string): ModelNodeView[]
   }));
 }
 
-export async function reconcileModel(ctx: FleetContext, name: string, rc: ReconcileContext): Promise<ReconcileResult | void> {
+export async function reconcileModel(ctx: ModelControllerContext, name: string, rc: ReconcileContext): Promise<ReconcileResult | void> {
   const path = resourcePath('models', name);
   const model = ctx.caches.models.get(name);
   if (!model) {
@@ -52,7 +53,7 @@ export async function reconcileModel(ctx: FleetContext, name: string, rc: Reconc
   await announce(ctx, model, before, status);
 }
 
-async function announce(ctx: FleetContext, model: Model, before: ModelStatus | undefined, after: ModelStatus): Promise<void> {
+async function announce(ctx: ModelControllerContext, model: Model, before: ModelStatus | undefined, after: ModelStatus): Promise<void> {
   const phase = after.phase;
   const event = phase ? PHASE_EVENTS[phase] : undefined;
   if (event && phase !== before?.phase) {

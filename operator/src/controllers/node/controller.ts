@@ -3,7 +3,7 @@
 // queues them all for their status.
 import type { SecAINode } from '../../../../api/gen/crd-types.js';
 import type { ConfigMap } from '../../fleet/caches.js';
-import type { FleetContext } from '../../fleet/context.js';
+import type { NodeControllerContext } from './context.js';
 import { ROLLOUT_RECORD_LABEL } from '../../fleet/names.js';
 import { isDeleting } from '../../plan/models.js';
 import { Controller } from '../../runtime/controller.js';
@@ -17,7 +17,7 @@ export const NODE_CONTROLLER = 'secainode';
 /** Node reconciles in flight: each spends its time waiting on status and taint writes. */
 export const DEFAULT_NODE_CONCURRENCY = 16;
 
-export function createNodeController(ctx: FleetContext, opts: { maxConcurrentReconciles?: number } = {}): Controller {
+export function createNodeController(ctx: NodeControllerContext, opts: { maxConcurrentReconciles?: number } = {}): Controller {
   const planner = new NodePlanner(ctx);
   const reconciler = new NodeReconciler(ctx, planner);
   const controller = new Controller({
@@ -51,7 +51,7 @@ export function createNodeController(ctx: FleetContext, opts: { maxConcurrentRec
   });
   ctx.rollouts.onChange(replanFleet);
   ctx.intake.onChange((node) => controller.enqueue(node));
-  ctx.audit?.onVerdict((node) => controller.enqueue(node));
+  ctx.auditVerdicts?.onVerdict((node) => controller.enqueue(node));
   ctx.attestation?.onVerdict((node) => controller.enqueue(node));
   return controller;
 }

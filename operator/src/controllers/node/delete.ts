@@ -1,13 +1,13 @@
 // A Node that left the fleet (deleted, or no longer matching the fleet selector): its SecAINode
 // goes, and so does our taint if the Node is still there. Idempotent: safe to run again.
 import { resourcePath } from '../../../../api/crd/paths.js';
-import type { FleetContext } from '../../fleet/context.js';
+import type { NodeControllerContext } from './context.js';
 import type { Node } from '../../fleet/caches.js';
 import { CONTENT_TYPE, KubeApiError } from '../../runtime/kube-client.js';
 import type { ReconcileContext } from '../../runtime/controller.js';
 import { taintPatch, taintsFor } from './taint.js';
 
-export async function reconcileRemovedNode(ctx: FleetContext, name: string, rc: ReconcileContext): Promise<void> {
+export async function reconcileRemovedNode(ctx: NodeControllerContext, name: string, rc: ReconcileContext): Promise<void> {
   if (ctx.caches.secaiNodes.get(name)) {
     const res = await ctx.client.raw({ method: 'DELETE', path: resourcePath('secainodes', name) });
     if (res.status !== 404 && (res.status < 200 || res.status >= 300)) {

@@ -10,11 +10,11 @@
 // nodes (measured): the last agents waited for the status writes of the first. Uninterrupted, the
 // pass costs about 0.15 ms per node, and every session flushes right after it.
 // Requests coalesce: any number of changes before a pass starts cause one pass.
-import type { FleetContext } from '../../fleet/context.js';
+import type { NodeControllerContext } from './context.js';
 import type { NodePlanner } from './planner.js';
 
 export interface PlanFanOutOptions {
-  ctx: FleetContext;
+  ctx: NodeControllerContext;
   planner: NodePlanner;
   /** Queues a node for its reconcile (status, taint). */
   enqueue: (node: string) => void;

@@ -1,18 +1,18 @@
 // Gathers, from the caches, everything computeNodePlan needs for one node.
 import type { SecAINode } from '../../../../api/gen/crd-types.js';
-import type { FleetContext } from '../../fleet/context.js';
+import type { NodeControllerContext } from './context.js';
 import type { Node } from '../../fleet/caches.js';
 import type { EgressPolicyVersion } from '../../plan/egress.js';
 import { isDeleting } from '../../plan/models.js';
 import type { NodePlanInputs } from '../../plan/node-plan.js';
 
-export function trustedDigestsOf(ctx: FleetContext, name: string, secaiNode: SecAINode | undefined): Set<string> {
+export function trustedDigestsOf(ctx: NodeControllerContext, name: string, secaiNode: SecAINode | undefined): Set<string> {
   const reported = ctx.intake.observations(name)?.report?.models ?? secaiNode?.status?.models ?? [];
   return new Set(reported.filter((m) => m.state === 'Trusted').map((m) => m.sha256));
 }
 
 export function planInputsFor(
-  ctx: FleetContext,
+  ctx: NodeControllerContext,
   node: Node,
   secaiNode: SecAINode | undefined,
 ): { inputs: NodePlanInputs; egressRevisions: Record<string, string | undefined> } {

@@ -14,7 +14,7 @@ import type { SecAINode } from '../../../../api/gen/crd-types.js';
 import { NodePlan } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { MAX_MESSAGE_BYTES } from '../../../../api/proto/protocol.js';
 import type { Node } from '../../fleet/caches.js';
-import type { FleetContext } from '../../fleet/context.js';
+import type { NodeControllerContext } from './context.js';
 import type { AppliedPlan } from '../../fleet/intake.js';
 import { computeNodePlan, type NodePlanResult } from '../../plan/node-plan.js';
 import type { CurrentPlan } from './status.js';
@@ -60,7 +60,7 @@ export interface PlannedNode {
 }
 
 export class NodePlanner {
-  constructor(private readonly ctx: FleetContext) {}
+  constructor(private readonly ctx: NodeControllerContext) {}
 
   /** What the node's agent enforces by its own account: its latest report, else its Hello. */
   private agentPlan(name: string): AppliedPlan | undefined {

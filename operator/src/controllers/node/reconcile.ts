@@ -4,7 +4,7 @@
 import { API_VERSION } from '../../../../api/crd/common.js';
 import { resourcePath } from '../../../../api/crd/paths.js';
 import type { SecAINode, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
-import type { FleetContext } from '../../fleet/context.js';
+import type { NodeControllerContext } from './context.js';
 import { AUDIT_REBASELINE_ANNOTATION } from '../../fleet/names.js';
 import type { Node } from '../../fleet/caches.js';
 import { semanticallyEqual } from '../../runtime/apply.js';
@@ -13,7 +13,8 @@ import type { ReconcileContext, ReconcileResult } from '../../runtime/controller
 import { CONTENT_TYPE, KubeApiError } from '../../runtime/kube-client.js';
 import { reconcileRemovedNode } from './delete.js';
 import type { NodePlanner } from './planner.js';
-import { computeNodeStatus, Reason, withoutVolatileFields, type CurrentPlan } from './status.js';
+import { driftReasonOf, type DutyName } from '../../../../api/proto/duty-results.js';
+import { complianceOf, computeNodeStatus, isDriftReason, Reason, unpublishedDrift, withoutVolatileFields, type CurrentPlan } from './status.js';
 import { hasNotCompliantTaint, taintPatch, taintsFor } from './taint.js';
 
 export class NodeReconciler {
@@ -23,7 +24,7 @@ export class NodeReconciler {
   private readonly propagated = new Map<string, number>();
 
   constructor(
-    private readonly ctx: FleetContext,
+    private readonly ctx: NodeControllerContext,
     private readonly planner: NodePlanner,
   ) {}
 
@@ -34,7 +35,7 @@ export class NodeReconciler {
       await reconcileRemovedNode(ctx, name, rc);
       this.lastWrite.delete(name);
       this.propagated.delete(name);
-      ctx.audit?.forget(name);
+      ctx.auditVerdicts?.forget(name);
       ctx.attestation?.forget(name);
       ctx.applier.forget(resourcePath('secainodes', name));
       return;
@@ -49,7 +50,7 @@ export class NodeReconciler {
 
     const uid = secaiNode.metadata.uid ?? '';
     const rebaseline = secaiNode.metadata.annotations?.[AUDIT_REBASELINE_ANNOTATION];
-    if (rebaseline !== undefined) ctx.audit?.rebaseline(name, uid);
+    if (rebaseline !== undefined) ctx.auditVerdicts?.rebaseline(name, uid);
     const observations = ctx.intake.observations(name);
     const graceEnds = ctx.settings.startedAt + ctx.settings.agentReconnectGraceMs;
     const desired = computeNodeStatus({
@@ -58,7 +59,7 @@ export class NodeReconciler {
       plan: current,
       observations,
       reconnectGraceOver: now >= graceEnds,
-      audit: ctx.audit?.verdict(name, uid),
+      audit: ctx.auditVerdicts?.verdict(name, uid),
       attestation: ctx.attestation?.verdict(name, uid),
       now,
     });
@@ -75,7 +76,9 @@ export class NodeReconciler {
       }
     }
     if (rebaseline !== undefined) await this.completeRebaseline(secaiNode, rebaseline, observed, rc);
-    const compliant = findCondition(desired.conditions, 'Compliant')?.status === 'True';
+    // The taint follows compliance as it stands, not the record of a drift already repaired: a
+    // repair of milliseconds is an Event and a Compliant transition, not a reschedule of the node.
+    const compliant = complianceOf(desired, current, desired.duties).status === 'True';
     await this.ensureTaint(node, compliant, rc);
     await this.announceTransitions(secaiNode, observed, desired);
     this.observePropagation(name, desired, current);
@@ -153,14 +156,28 @@ export class NodeReconciler {
   }
 
   private async announceTransitions(obj: SecAINode, before: SecAINodeStatus | undefined, after: SecAINodeStatus): Promise<void> {
+    // Drift: a Warning when the node reports one this status did not show, a Normal when its repair
+    // is read back. They say what the Compliant transitions around them would.
+    for (const duty of after.duties ?? []) {
+      const drift = duty.lastDrift;
+      if (!drift) continue;
+      const reason = driftReasonOf(duty.duty as DutyName);
+      const wasRepaired = before?.duties?.find((d) => d.duty === duty.duty)?.lastDrift?.repairedAt;
+      if (unpublishedDrift(duty, before?.duties)) {
+        await this.ctx.events.record(obj, 'Warning', reason, 'DetectDrift', `${duty.duty}: ${drift.kind} at ${drift.detectedAt}: ${drift.detail ?? 'no detail'}`);
+      }
+      if (drift.repairedAt && (unpublishedDrift(duty, before?.duties) || !wasRepaired)) {
+        await this.ctx.events.record(obj, 'Normal', `${reason}Repaired`, 'RepairDrift', `${duty.duty}: ${drift.kind} found at ${drift.detectedAt}, repaired and read back in force at ${drift.repairedAt}`);
+      }
+    }
     const compliant = conditionTransition(before?.conditions, after.conditions, 'Compliant');
-    // Waiting for a first report or for a new plan to be applied is routine, not news; leaving or
-    // entering any other state is.
+    // Waiting for a first report or for a new plan to be applied is routine, not news; so is a
+    // drift and its repair, which have Events of their own. Leaving or entering any other state is.
     const previous = findCondition(before?.conditions, 'Compliant');
     const news =
       compliant?.status === 'True'
-        ? previous?.reason !== Reason.PlanNotApplied
-        : compliant !== undefined && compliant.reason !== Reason.NeverReported && compliant.reason !== Reason.PlanNotApplied;
+        ? previous?.reason !== Reason.PlanNotApplied && !isDriftReason(previous?.reason)
+        : compliant !== undefined && compliant.reason !== Reason.NeverReported && compliant.reason !== Reason.PlanNotApplied && !isDriftReason(compliant.reason);
     if (compliant && news) {
       await this.ctx.events.record(
         obj,

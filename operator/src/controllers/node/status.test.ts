@@ -1,7 +1,7 @@
 // SecAINode status and compliance as pure functions of reports, plan and connection.
 import { HeadTransitionFailure } from '../../../../api/audit/tree-head.js';
-import type { SecAINodeStatus } from '../../../../api/gen/crd-types.js';
-import { AUDIT_FAILURE_PREFIX, verdictFromStatus } from '../../fleet/audit-verifier.js';
+import type { NodeDutyStatus, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import { AUDIT_FAILURE_PREFIX, verdictFromStatus } from '../../fleet/audit-verdicts.js';
 import type { NodeObservations } from '../../fleet/intake.js';
 import type { ReportedState } from '../../fleet/report-status.js';
 import type { AttestationEnrolment, AttestationVerdict, AttestedQuote } from '../../attestation/attestation-verifier.js';
@@ -12,33 +12,55 @@ const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
 const D = (c: string) => c.repeat(64);
 const plan: CurrentPlan = { generation: 4, digest: D('a'), vaultPolicy: 'fleet-vault', requireSecureBoot: true };
 
+const converged = (duty: NodeDutyStatus['duty']): NodeDutyStatus => ({ duty, state: 'OK', reason: 'Converged', planGeneration: 4 });
+const duties: NodeDutyStatus[] = (['egress', 'models', 'inference', 'vault', 'attestation', 'audit'] as const).map(converged);
+const withDuty = (duty: NodeDutyStatus): NodeDutyStatus[] => duties.map((d) => (d.duty === duty.duty ? duty : d));
+
 const applied: SecAINodeStatus = {
   plan: { generation: 4, digest: D('a'), appliedGeneration: 4, appliedDigest: D('a') },
+  duties,
   egress: { mode: 'Enforce', rulesetDigest: D('b') },
   vault: { encrypted: true, sealed: true, locked: false, compliant: true, policy: 'fleet-vault' },
 };
+const drift = { kind: 'table-missing' as const, detail: 'the inet secai table is gone', detectedAt: '2026-06-01T11:59:00Z' };
 
 it.each<[string, SecAINodeStatus, CurrentPlan, string, string]>([
   ['the current plan applied, egress enforced, vault compliant', applied, plan, 'True', 'Compliant'],
   ['no report yet', {}, plan, 'False', 'NeverReported'],
   ['an older plan applied', { ...applied, plan: { ...applied.plan!, appliedGeneration: 3 } }, plan, 'False', 'PlanNotApplied'],
   ['the same generation with another digest', { ...applied, plan: { ...applied.plan!, appliedDigest: D('c') } }, plan, 'False', 'PlanNotApplied'],
-  ['a plan error', { ...applied, plan: { ...applied.plan!, error: 'nft: bad rule' } }, plan, 'False', 'PlanFailed'],
-  ['an egress error', { ...applied, plan: { ...applied.plan!, error: 'egress: resolver unreachable' } }, plan, 'False', 'EgressNotEnforced'],
+  ['a refused plan', { ...applied, plan: { ...applied.plan!, error: 'plan does not match its digest' } }, plan, 'False', 'PlanRefused'],
+  ['an egress duty that failed', { ...applied, duties: withDuty({ duty: 'egress', state: 'Failed', reason: 'NftFailed', message: 'nft refused' }) }, plan, 'False', 'EgressNotEnforced'],
+  ['another duty that failed', { ...applied, duties: withDuty({ duty: 'models', state: 'Failed', reason: 'Failed', message: 'store unwritable' }) }, plan, 'False', 'DutyFailed'],
+  ['a duty that is still progressing', { ...applied, duties: withDuty({ duty: 'models', state: 'Progressing', reason: 'Progressing' }) }, plan, 'True', 'Compliant'],
+  ['egress drift not yet repaired', { ...applied, duties: withDuty({ duty: 'egress', state: 'Drifted', reason: 'Drift', lastDrift: drift }) }, plan, 'False', 'EgressDrift'],
+  ['store drift not yet repaired', { ...applied, duties: withDuty({ duty: 'models', state: 'Drifted', reason: 'Drift', lastDrift: { ...drift, kind: 'store-file-changed' } }) }, plan, 'False', 'StoreDrift'],
+  ['a drift repaired before any status showed it', { ...applied, duties: withDuty({ duty: 'egress', state: 'OK', reason: 'Converged', lastDrift: { ...drift, repairedAt: '2026-06-01T11:59:01Z' } }) }, plan, 'False', 'EgressDrift'],
   ['no ruleset read back', { ...applied, egress: { mode: 'Enforce' } }, plan, 'False', 'EgressNotEnforced'],
   ['no vault report while a VaultPolicy applies', { ...applied, vault: undefined }, plan, 'False', 'VaultNotCompliant'],
   ['a vault checked against another policy', { ...applied, vault: { ...applied.vault!, policy: 'old' } }, plan, 'False', 'VaultPolicyMismatch'],
   ['a non-compliant vault', { ...applied, vault: { ...applied.vault!, compliant: false, reasons: ['CipherMismatch'] } }, plan, 'False', 'VaultNotCompliant'],
   ['no VaultPolicy: the vault does not matter', { ...applied, vault: undefined }, { ...plan, vaultPolicy: undefined }, 'True', 'Compliant'],
 ])('compliance with %s', (_, status, p, expected, reason) => {
-  const c = complianceOf(status, p);
+  const c = complianceOf(status, p, duties);
   expect([c.status, c.reason]).toEqual([expected, reason]);
+});
+
+it('a repaired drift is Compliant again once a status has shown it, and its message says when it was repaired', () => {
+  const repaired = withDuty({ duty: 'egress', state: 'OK', reason: 'Converged', lastDrift: { ...drift, repairedAt: '2026-06-01T11:59:01Z' } });
+  const first = complianceOf({ ...applied, duties: repaired }, plan, duties);
+  expect(first).toMatchObject({ status: 'False', reason: 'EgressDrift', message: expect.stringContaining('repaired and read back at 2026-06-01T11:59:01Z') });
+  expect(complianceOf({ ...applied, duties: repaired }, plan, repaired)).toMatchObject({ status: 'True', reason: 'Compliant' });
+  // The next drift (another time) is news again.
+  const again = withDuty({ duty: 'egress', state: 'OK', reason: 'Converged', lastDrift: { ...drift, detectedAt: '2026-06-01T12:10:00Z', repairedAt: '2026-06-01T12:10:00Z' } });
+  expect(complianceOf({ ...applied, duties: again }, plan, repaired).reason).toBe('EgressDrift');
 });
 
 function report(over: Partial<ReportedState> = {}): ReportedState {
   return {
     appliedGeneration: 4,
     appliedDigest: D('a'),
+    duties,
     egress: { mode: 'Enforce', rulesetDigest: D('b'), droppedPackets: 10, auditedPackets: 0, allowEntries: 3 },
     vault: { encrypted: true, sealed: true, locked: false, compliant: true, policy: 'fleet-vault' },
     attestation: { secureBoot: 'Enabled', tpmPresent: true },

@@ -1,19 +1,21 @@
 // The SecAINode status of one node, as a pure function of what the node reported (or, with no fresh
 // report, what its status already says), its current plan and the agent's connection. It also
 // decides compliance, which governs the not-compliant taint.
-import type { Condition, NodeAttestationStatus, NodeAuditStatus, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import type { Condition, NodeAttestationStatus, NodeAuditStatus, NodeDutyStatus, SecAINodeStatus } from '../../../../api/gen/crd-types.js';
+import { driftReasonOf, type DutyName } from '../../../../api/proto/duty-results.js';
 import type { AttestationVerdict } from '../../attestation/attestation-verifier.js';
-import { AUDIT_FAILURE_PREFIX, type AuditVerdict } from '../../fleet/audit-verifier.js';
+import { AUDIT_FAILURE_PREFIX, type AuditVerdict } from '../../fleet/audit-verdicts.js';
 import { findCondition, rfc3339Seconds, setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { NodeObservations } from '../../fleet/intake.js';
-import { agentStatusOf, EGRESS_ERROR_PREFIX } from '../../fleet/report-status.js';
+import { agentStatusOf } from '../../fleet/report-status.js';
 
 export const Reason = {
   Compliant: 'Compliant',
   NeverReported: 'NeverReported',
   PlanNotApplied: 'PlanNotApplied',
-  PlanFailed: 'PlanFailed',
+  PlanRefused: 'PlanRefused',
   EgressNotEnforced: 'EgressNotEnforced',
+  DutyFailed: 'DutyFailed',
   VaultNotCompliant: 'VaultNotCompliant',
   VaultPolicyMismatch: 'VaultPolicyMismatch',
   Ready: 'Ready',
@@ -54,12 +56,35 @@ export interface NodeStatusInputs {
   now: number;
 }
 
+/** Whether a condition reason is one of the duties' drift reasons (EgressDrift, StoreDrift, ...). */
+export function isDriftReason(reason: string | undefined): boolean {
+  return reason !== undefined && reason.endsWith('Drift');
+}
+
 /**
- * Compliant: the node reports the current plan (generation and digest) applied without error,
- * egress enforced (a ruleset read back from the kernel), and, when a VaultPolicy applies, a vault
- * that satisfies that very policy.
+ * A drift the node reported that this status does not yet show: its Warning Event is due, and
+ * Compliant is False with its reason in the status that first shows it, even when the node
+ * repaired it before the operator could write (a repair of milliseconds still leaves a record).
  */
-export function complianceOf(status: SecAINodeStatus, plan: CurrentPlan): ConditionInput {
+export function unpublishedDrift(duty: NodeDutyStatus, published: readonly NodeDutyStatus[] | undefined): boolean {
+  const before = published?.find((d) => d.duty === duty.duty)?.lastDrift;
+  const now = duty.lastDrift;
+  return !!now && (before?.detectedAt !== now.detectedAt || before.kind !== now.kind);
+}
+
+function driftMessage(duty: NodeDutyStatus): string {
+  const d = duty.lastDrift!;
+  const repaired = d.repairedAt ? `; repaired and read back at ${d.repairedAt}` : '; not repaired yet';
+  return `${duty.duty}: ${d.kind} at ${d.detectedAt}: ${d.detail ?? 'no detail'}${repaired}`;
+}
+
+/**
+ * Compliant: the node reports the current plan (generation and digest) accepted, every duty
+ * converged on it (none Failed, none Drifted, no drift unpublished), egress enforced (a ruleset
+ * read back from the kernel), and, when a VaultPolicy applies, a vault that satisfies that very
+ * policy. `published` is the duties as the status being replaced shows them.
+ */
+export function complianceOf(status: SecAINodeStatus, plan: CurrentPlan, published?: readonly NodeDutyStatus[]): ConditionInput {
   const p = status.plan;
   const verdict = (ok: boolean, reason: string, message: string): ConditionInput => ({
     type: 'Compliant',
@@ -68,8 +93,16 @@ export function complianceOf(status: SecAINodeStatus, plan: CurrentPlan): Condit
     message,
   });
   if (p?.appliedGeneration === undefined) return verdict(false, Reason.NeverReported, 'the agent has not reported an applied plan');
-  if (p.error?.startsWith(EGRESS_ERROR_PREFIX)) return verdict(false, Reason.EgressNotEnforced, p.error);
-  if (p.error) return verdict(false, Reason.PlanFailed, p.error);
+  const duties = status.duties ?? [];
+  for (const duty of duties) {
+    if (duty.state === 'Drifted' || unpublishedDrift(duty, published)) {
+      return verdict(false, driftReasonOf(duty.duty as DutyName), duty.lastDrift ? driftMessage(duty) : `${duty.duty}: ${duty.message ?? 'drift'}`);
+    }
+  }
+  const failed = duties.find((d) => d.state === 'Failed');
+  if (failed?.duty === 'egress') return verdict(false, Reason.EgressNotEnforced, `egress (${failed.reason}): ${failed.message ?? 'no message'}`);
+  if (failed) return verdict(false, Reason.DutyFailed, `${failed.duty} (${failed.reason}): ${failed.message ?? 'no message'}`);
+  if (p.error) return verdict(false, Reason.PlanRefused, p.error);
   if (p.appliedGeneration !== plan.generation || p.appliedDigest !== plan.digest) {
     return verdict(false, Reason.PlanNotApplied, `the node applied plan generation ${p.appliedGeneration}; the current one is ${plan.generation}`);
   }
@@ -219,6 +252,7 @@ export function withoutVolatileFields(status: SecAINodeStatus | undefined): SecA
     delete copy.attestation.checkedAt;
     if (copy.attestation.quote) copy.attestation.quote.verifiedAt = '';
   }
+  for (const duty of copy.duties ?? []) delete duty.checkedAt;
   return copy;
 }
 
@@ -244,13 +278,14 @@ export function computeNodeStatus(inputs: NodeStatusInputs): SecAINodeStatus {
       appliedAt: sameApplied && existing?.plan?.appliedAt ? existing.plan.appliedAt : rfc3339Seconds(report.receivedAt),
       ...(report.planError ? { error: report.planError } : {}),
     };
+    if (report.duties.length) status.duties = report.duties;
     if (report.egress) status.egress = report.egress;
     if (report.vault) status.vault = report.vault;
     if (report.models.length) status.models = report.models;
     if (report.inference.length) status.inference = report.inference;
   } else {
     status.plan = { ...(existing?.plan ?? {}), generation: plan.generation, digest: plan.digest };
-    for (const key of ['egress', 'vault', 'models', 'inference'] as const) {
+    for (const key of ['duties', 'egress', 'vault', 'models', 'inference'] as const) {
       if (existing?.[key] !== undefined) (status as Record<string, unknown>)[key] = existing[key];
     }
   }
@@ -264,7 +299,7 @@ export function computeNodeStatus(inputs: NodeStatusInputs): SecAINodeStatus {
   const audit = auditOf(existing, inputs.audit);
   if (audit.audit) status.audit = audit.audit;
 
-  const compliance = complianceOf(status, plan);
+  const compliance = complianceOf(status, plan, existing?.duties);
   const withGeneration = (c: ConditionInput): ConditionInput => ({ ...c, observedGeneration: inputs.objectGeneration });
   status.conditions = setConditions(
     existing?.conditions,

@@ -1,12 +1,12 @@
 // Wiring of the VaultPolicy controller: reconsidered when it changes, when Nodes or node reports
 // change, and when plans change (another policy may now win).
-import type { FleetContext } from '../../fleet/context.js';
+import type { VaultPolicyControllerContext } from './context.js';
 import { Controller } from '../../runtime/controller.js';
 import { reconcileVaultPolicy } from './reconcile.js';
 
 export const VAULT_POLICY_CONTROLLER = 'vaultpolicy';
 
-export function createVaultPolicyController(ctx: FleetContext): Controller {
+export function createVaultPolicyController(ctx: VaultPolicyControllerContext): Controller {
   const controller = new Controller({
     name: VAULT_POLICY_CONTROLLER,
     reconcile: (key) => reconcileVaultPolicy(ctx, key),

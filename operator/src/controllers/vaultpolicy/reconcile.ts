@@ -2,14 +2,15 @@
 import { API_VERSION } from '../../../../api/crd/common.js';
 import { resourcePath } from '../../../../api/crd/paths.js';
 import type { VaultPolicyStatus } from '../../../../api/gen/crd-types.js';
-import { plansPrimed, PRIMING_RETRY_MS, type FleetContext } from '../../fleet/context.js';
+import { plansPrimed, PRIMING_RETRY_MS } from '../../fleet/context.js';
+import type { VaultPolicyControllerContext } from './context.js';
 import { matchesSelector } from '../../plan/label-selector.js';
 import { isDeleting } from '../../plan/models.js';
 import { conditionTransition } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { computeVaultStatus } from './status.js';
 
-export async function reconcileVaultPolicy(ctx: FleetContext, name: string): Promise<ReconcileResult | void> {
+export async function reconcileVaultPolicy(ctx: VaultPolicyControllerContext, name: string): Promise<ReconcileResult | void> {
   const path = resourcePath('vaultpolicies', name);
   const policy = ctx.caches.vaultPolicies.get(name);
   if (!policy || isDeleting(policy)) {

@@ -263,6 +263,61 @@ export function tpm2ModeToJSON(object: Tpm2Mode): string {
   }
 }
 
+export enum DutyStatus {
+  DUTY_STATUS_UNSPECIFIED = 0,
+  /** DUTY_STATUS_OK - Converged: what the duty enforces is in force and was read back. */
+  DUTY_STATUS_OK = 1,
+  /** DUTY_STATUS_PROGRESSING - Still converging (a quarantine or a re-verification running, a worker starting); not a failure. */
+  DUTY_STATUS_PROGRESSING = 2,
+  /** DUTY_STATUS_DRIFTED - Drift was found and its repair is not yet read back in force. */
+  DUTY_STATUS_DRIFTED = 3,
+  /** DUTY_STATUS_FAILED - The duty could not converge; it retries with backoff. */
+  DUTY_STATUS_FAILED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function dutyStatusFromJSON(object: any): DutyStatus {
+  switch (object) {
+    case 0:
+    case "DUTY_STATUS_UNSPECIFIED":
+      return DutyStatus.DUTY_STATUS_UNSPECIFIED;
+    case 1:
+    case "DUTY_STATUS_OK":
+      return DutyStatus.DUTY_STATUS_OK;
+    case 2:
+    case "DUTY_STATUS_PROGRESSING":
+      return DutyStatus.DUTY_STATUS_PROGRESSING;
+    case 3:
+    case "DUTY_STATUS_DRIFTED":
+      return DutyStatus.DUTY_STATUS_DRIFTED;
+    case 4:
+    case "DUTY_STATUS_FAILED":
+      return DutyStatus.DUTY_STATUS_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DutyStatus.UNRECOGNIZED;
+  }
+}
+
+export function dutyStatusToJSON(object: DutyStatus): string {
+  switch (object) {
+    case DutyStatus.DUTY_STATUS_UNSPECIFIED:
+      return "DUTY_STATUS_UNSPECIFIED";
+    case DutyStatus.DUTY_STATUS_OK:
+      return "DUTY_STATUS_OK";
+    case DutyStatus.DUTY_STATUS_PROGRESSING:
+      return "DUTY_STATUS_PROGRESSING";
+    case DutyStatus.DUTY_STATUS_DRIFTED:
+      return "DUTY_STATUS_DRIFTED";
+    case DutyStatus.DUTY_STATUS_FAILED:
+      return "DUTY_STATUS_FAILED";
+    case DutyStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum SecureBootState {
   SECURE_BOOT_STATE_UNSPECIFIED = 0,
   SECURE_BOOT_STATE_ENABLED = 1,
@@ -621,10 +676,16 @@ export interface ServicePlan {
 }
 
 export interface Report {
-  /** The plan the node enforces after this report. */
+  /**
+   * The plan the node holds and enforces after this report; whether each duty converged on it is in
+   * `duties`.
+   */
   planGeneration: number;
   planDigest: string;
-  /** Why the latest plan could not be applied; empty on success. */
+  /**
+   * Why the latest plan the operator sent was refused (wrong node, digest, older generation); empty
+   * when it was accepted. Duty failures are in `duties`, never here.
+   */
   planError: string;
   egress?: EgressReport | undefined;
   vault?: VaultReport | undefined;
@@ -633,6 +694,52 @@ export interface Report {
   services: ServiceReport[];
   auditHead?: SignedTreeHead | undefined;
   observedUnixMillis: number;
+  /**
+   * One per duty: how its last convergence ended. The operator judges compliance from these codes,
+   * never from message text.
+   */
+  duties: DutyResult[];
+}
+
+/**
+ * The outcome of a duty's latest convergence (each duty is a loop that re-reads the node's actual
+ * state and converges on the plan, on every plan and on its resync interval).
+ */
+export interface DutyResult {
+  /** egress, models, inference, vault, attestation or audit (DUTY_NAMES in api/proto/duty-results.ts). */
+  duty: string;
+  status: DutyStatus;
+  /** A stable CamelCase code (DutyReason in api/proto/duty-results.ts). */
+  reason: string;
+  /** For people; bounded, never parsed. */
+  message: string;
+  /** The plan generation the duty last converged on (or tried to). */
+  planGeneration: number;
+  /**
+   * Egress: SHA-256 (hex) of the table as read back from the kernel at the latest check, not of what
+   * was written.
+   */
+  readBackDigest: string;
+  checkedUnixMillis: number;
+  consecutiveFailures: number;
+  /** Drifts this duty found since the agent started. */
+  drifts: number;
+  /** The latest of them. */
+  lastDrift?: Drift | undefined;
+}
+
+/** Something changed on the node behind the agent's back. */
+export interface Drift {
+  /** A stable kebab-case code (DriftKind in api/proto/duty-results.ts): table-missing, rule-changed, ... */
+  kind: string;
+  /** For people; bounded. */
+  detail: string;
+  detectedUnixMillis: number;
+  /**
+   * When the repair was read back in force; 0 while it is not (or where no repair is possible, until
+   * the duty has re-judged the changed state).
+   */
+  repairedUnixMillis: number;
 }
 
 export interface EgressReport {
@@ -642,7 +749,6 @@ export interface EgressReport {
   droppedPackets: number;
   auditedPackets: number;
   allowEntries: number;
-  error: string;
 }
 
 export interface VaultReport {
@@ -3663,6 +3769,7 @@ function createBaseReport(): Report {
     services: [],
     auditHead: undefined,
     observedUnixMillis: 0,
+    duties: [],
   };
 }
 
@@ -3697,6 +3804,9 @@ export const Report: MessageFns<Report> = {
     }
     if (message.observedUnixMillis !== 0) {
       writer.uint32(80).int64(message.observedUnixMillis);
+    }
+    for (const v of message.duties) {
+      DutyResult.encode(v!, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -3794,6 +3904,14 @@ export const Report: MessageFns<Report> = {
             message.observedUnixMillis = longToNumber(reader.int64());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.duties.push(DutyResult.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3840,6 +3958,9 @@ export const Report: MessageFns<Report> = {
         : isSet(object.observed_unix_millis)
         ? globalThis.Number(object.observed_unix_millis)
         : 0,
+      duties: globalThis.Array.isArray(object?.duties)
+        ? object.duties.map((e: any) => DutyResult.fromJSON(e))
+        : [],
     };
   },
 
@@ -3875,6 +3996,9 @@ export const Report: MessageFns<Report> = {
     if (message.observedUnixMillis !== 0) {
       obj.observedUnixMillis = Math.round(message.observedUnixMillis);
     }
+    if (message.duties?.length) {
+      obj.duties = message.duties.map((e) => DutyResult.toJSON(e));
+    }
     return obj;
   },
 
@@ -3901,12 +4025,384 @@ export const Report: MessageFns<Report> = {
       ? SignedTreeHead.fromPartial(object.auditHead)
       : undefined;
     message.observedUnixMillis = object.observedUnixMillis ?? 0;
+    message.duties = object.duties?.map((e) => DutyResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDutyResult(): DutyResult {
+  return {
+    duty: "",
+    status: 0,
+    reason: "",
+    message: "",
+    planGeneration: 0,
+    readBackDigest: "",
+    checkedUnixMillis: 0,
+    consecutiveFailures: 0,
+    drifts: 0,
+    lastDrift: undefined,
+  };
+}
+
+export const DutyResult: MessageFns<DutyResult> = {
+  encode(message: DutyResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.duty !== "") {
+      writer.uint32(10).string(message.duty);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    if (message.planGeneration !== 0) {
+      writer.uint32(40).uint64(message.planGeneration);
+    }
+    if (message.readBackDigest !== "") {
+      writer.uint32(50).string(message.readBackDigest);
+    }
+    if (message.checkedUnixMillis !== 0) {
+      writer.uint32(56).int64(message.checkedUnixMillis);
+    }
+    if (message.consecutiveFailures !== 0) {
+      writer.uint32(64).uint32(message.consecutiveFailures);
+    }
+    if (message.drifts !== 0) {
+      writer.uint32(72).uint64(message.drifts);
+    }
+    if (message.lastDrift !== undefined) {
+      Drift.encode(message.lastDrift, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DutyResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDutyResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.duty = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.planGeneration = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.readBackDigest = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.checkedUnixMillis = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.consecutiveFailures = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.drifts = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.lastDrift = Drift.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DutyResult {
+    return {
+      duty: isSet(object.duty) ? globalThis.String(object.duty) : "",
+      status: isSet(object.status) ? dutyStatusFromJSON(object.status) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      planGeneration: isSet(object.planGeneration)
+        ? globalThis.Number(object.planGeneration)
+        : isSet(object.plan_generation)
+        ? globalThis.Number(object.plan_generation)
+        : 0,
+      readBackDigest: isSet(object.readBackDigest)
+        ? globalThis.String(object.readBackDigest)
+        : isSet(object.read_back_digest)
+        ? globalThis.String(object.read_back_digest)
+        : "",
+      checkedUnixMillis: isSet(object.checkedUnixMillis)
+        ? globalThis.Number(object.checkedUnixMillis)
+        : isSet(object.checked_unix_millis)
+        ? globalThis.Number(object.checked_unix_millis)
+        : 0,
+      consecutiveFailures: isSet(object.consecutiveFailures)
+        ? globalThis.Number(object.consecutiveFailures)
+        : isSet(object.consecutive_failures)
+        ? globalThis.Number(object.consecutive_failures)
+        : 0,
+      drifts: isSet(object.drifts) ? globalThis.Number(object.drifts) : 0,
+      lastDrift: isSet(object.lastDrift)
+        ? Drift.fromJSON(object.lastDrift)
+        : isSet(object.last_drift)
+        ? Drift.fromJSON(object.last_drift)
+        : undefined,
+    };
+  },
+
+  toJSON(message: DutyResult): unknown {
+    const obj: any = {};
+    if (message.duty !== "") {
+      obj.duty = message.duty;
+    }
+    if (message.status !== 0) {
+      obj.status = dutyStatusToJSON(message.status);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.planGeneration !== 0) {
+      obj.planGeneration = Math.round(message.planGeneration);
+    }
+    if (message.readBackDigest !== "") {
+      obj.readBackDigest = message.readBackDigest;
+    }
+    if (message.checkedUnixMillis !== 0) {
+      obj.checkedUnixMillis = Math.round(message.checkedUnixMillis);
+    }
+    if (message.consecutiveFailures !== 0) {
+      obj.consecutiveFailures = Math.round(message.consecutiveFailures);
+    }
+    if (message.drifts !== 0) {
+      obj.drifts = Math.round(message.drifts);
+    }
+    if (message.lastDrift !== undefined) {
+      obj.lastDrift = Drift.toJSON(message.lastDrift);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DutyResult>, I>>(base?: I): DutyResult {
+    return DutyResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DutyResult>, I>>(object: I): DutyResult {
+    const message = createBaseDutyResult();
+    message.duty = object.duty ?? "";
+    message.status = object.status ?? 0;
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
+    message.planGeneration = object.planGeneration ?? 0;
+    message.readBackDigest = object.readBackDigest ?? "";
+    message.checkedUnixMillis = object.checkedUnixMillis ?? 0;
+    message.consecutiveFailures = object.consecutiveFailures ?? 0;
+    message.drifts = object.drifts ?? 0;
+    message.lastDrift = (object.lastDrift !== undefined && object.lastDrift !== null)
+      ? Drift.fromPartial(object.lastDrift)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDrift(): Drift {
+  return { kind: "", detail: "", detectedUnixMillis: 0, repairedUnixMillis: 0 };
+}
+
+export const Drift: MessageFns<Drift> = {
+  encode(message: Drift, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.detail !== "") {
+      writer.uint32(18).string(message.detail);
+    }
+    if (message.detectedUnixMillis !== 0) {
+      writer.uint32(24).int64(message.detectedUnixMillis);
+    }
+    if (message.repairedUnixMillis !== 0) {
+      writer.uint32(32).int64(message.repairedUnixMillis);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Drift {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrift();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.detectedUnixMillis = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.repairedUnixMillis = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Drift {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      detectedUnixMillis: isSet(object.detectedUnixMillis)
+        ? globalThis.Number(object.detectedUnixMillis)
+        : isSet(object.detected_unix_millis)
+        ? globalThis.Number(object.detected_unix_millis)
+        : 0,
+      repairedUnixMillis: isSet(object.repairedUnixMillis)
+        ? globalThis.Number(object.repairedUnixMillis)
+        : isSet(object.repaired_unix_millis)
+        ? globalThis.Number(object.repaired_unix_millis)
+        : 0,
+    };
+  },
+
+  toJSON(message: Drift): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.detectedUnixMillis !== 0) {
+      obj.detectedUnixMillis = Math.round(message.detectedUnixMillis);
+    }
+    if (message.repairedUnixMillis !== 0) {
+      obj.repairedUnixMillis = Math.round(message.repairedUnixMillis);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Drift>, I>>(base?: I): Drift {
+    return Drift.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Drift>, I>>(object: I): Drift {
+    const message = createBaseDrift();
+    message.kind = object.kind ?? "";
+    message.detail = object.detail ?? "";
+    message.detectedUnixMillis = object.detectedUnixMillis ?? 0;
+    message.repairedUnixMillis = object.repairedUnixMillis ?? 0;
     return message;
   },
 };
 
 function createBaseEgressReport(): EgressReport {
-  return { mode: 0, rulesetDigest: "", droppedPackets: 0, auditedPackets: 0, allowEntries: 0, error: "" };
+  return { mode: 0, rulesetDigest: "", droppedPackets: 0, auditedPackets: 0, allowEntries: 0 };
 }
 
 export const EgressReport: MessageFns<EgressReport> = {
@@ -3925,9 +4421,6 @@ export const EgressReport: MessageFns<EgressReport> = {
     }
     if (message.allowEntries !== 0) {
       writer.uint32(40).uint32(message.allowEntries);
-    }
-    if (message.error !== "") {
-      writer.uint32(50).string(message.error);
     }
     return writer;
   },
@@ -3985,14 +4478,6 @@ export const EgressReport: MessageFns<EgressReport> = {
             message.allowEntries = reader.uint32();
             continue;
           }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.error = reader.string();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4028,7 +4513,6 @@ export const EgressReport: MessageFns<EgressReport> = {
         : isSet(object.allow_entries)
         ? globalThis.Number(object.allow_entries)
         : 0,
-      error: isSet(object.error) ? globalThis.String(object.error) : "",
     };
   },
 
@@ -4049,9 +4533,6 @@ export const EgressReport: MessageFns<EgressReport> = {
     if (message.allowEntries !== 0) {
       obj.allowEntries = Math.round(message.allowEntries);
     }
-    if (message.error !== "") {
-      obj.error = message.error;
-    }
     return obj;
   },
 
@@ -4065,7 +4546,6 @@ export const EgressReport: MessageFns<EgressReport> = {
     message.droppedPackets = object.droppedPackets ?? 0;
     message.auditedPackets = object.auditedPackets ?? 0;
     message.allowEntries = object.allowEntries ?? 0;
-    message.error = object.error ?? "";
     return message;
   },
 };

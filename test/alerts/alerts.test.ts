@@ -58,6 +58,8 @@ it('has the alerts the fleet audit asks for', () => {
     'SecAIEgressRolloutStopped',
     'SecAIVaultUnlockedPastIdleLimit',
     'SecAIEgressDropsHigh',
+    'SecAIAttestationKeyChanged',
+    'SecAINodeAttestationFailed',
   ]);
 });
 

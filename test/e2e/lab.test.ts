@@ -362,6 +362,12 @@ it('catches a PCR extended on a lab node\'s swtpm behind its event log (tpm2_pcr
     return attested?.status === 'False' ? attested : undefined;
   }, 60_000);
   expect(refused.reason).toBe('EventLogReplayMismatch');
+  // Whose attestation failed, in PromQL (README).
+  const series = await eventually('Prometheus to name the node', async () => {
+    const result = await promQuery('secai_node_attestation_failed');
+    return result.some((r) => r.metric.node === node.name) ? result : undefined;
+  }, 60_000);
+  expect(series.map((r) => [r.metric.node, r.metric.reason])).toEqual([[node.name, 'EventLogReplayMismatch']]);
   const others = (await kube.request<{ items: SecAINode[] }>({ method: 'GET', path: resourcePath('secainodes') })).items.filter((n) => n.metadata.name !== node.name);
   for (const other of others) expect(other.status?.conditions?.find((c) => c.type === 'Attested')?.status).toBe('True');
 }, 90_000);

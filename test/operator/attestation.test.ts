@@ -334,7 +334,13 @@ it('refuses and flags a node that later presents another TPM\'s keys, until an a
   expect(attestationOf(n)?.enrolment).toEqual(enrolled);
   expect(attestationOf(n)?.failure).toContain('another endorsement key');
   await eventually(async () => (await env.events(node.name)).some((e) => e.reason === 'AttestationKeyChanged' && e.type === 'Warning'), 10_000, 'the AttestationKeyChanged Event');
-  expect(metric(await metrics(), 'secai_attestation_failures_total', 'reason="AttestationKeyChanged"')).toBeGreaterThanOrEqual(1);
+  const text = await metrics();
+  expect(metric(text, 'secai_attestation_failures_total', 'reason="AttestationKeyChanged"')).toBeGreaterThanOrEqual(1);
+  // "Whose attestation failed" for the alerts: one series per refused node, with the reason.
+  expect(text).toContain(`secai_node_attestation_failed{node="${node.name}",reason="AttestationKeyChanged"} 1`);
+  for (const o of await env.list('secainodes')) {
+    if (condition(o, 'Attested')?.status === 'True') expect(text).not.toContain(`secai_node_attestation_failed{node="${o.metadata.name}"`);
+  }
 
   // Refused, not quoted: back on its own TPM it stays flagged, also for a restarted operator.
   swapped.stop();

@@ -16,7 +16,7 @@
 // never makes a node attested.
 import { randomBytes, type X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { NodeAttestationEnrolment, NodeAttestationQuote, SecAINode, SecAINodeStatus } from '../../../api/gen/crd-types.js';
 import type { Command, CommandResult, VaultPlan } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { AgentCommander } from '../fleet/audit-verdicts.js';
@@ -216,6 +216,19 @@ export class AttestationVerifier implements AttestationVerdicts {
       registers,
     });
     for (const reason of Object.values(AttestationReason)) this.failures.inc({ reason }, 0);
+    // "Whose attestation failed" as one query: a series for each failing node, for no other, and
+    // none for a node without a TPM (a configuration, not an incident; Attested=False says so).
+    const states = this.states;
+    new Gauge({
+      name: 'secai_node_attestation_failed',
+      help: 'Set to 1 for each node this leader refused to attest (Attested=False), with the reason; absent for every other node and for nodes without a TPM.',
+      labelNames: ['node', 'reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [node, state] of states) if (state.failure && state.failure.reason !== AttestationReason.TpmAbsent) this.set({ node, reason: state.failure.reason }, 1);
+      },
+    });
   }
 
   /** Starts challenging agents (the channel is up: this replica leads). */

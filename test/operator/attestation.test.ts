@@ -188,6 +188,12 @@ it('enrols a node\'s TPM by credential activation and attests it from verified q
   const asked = Date.now();
   await eventually(async () => metric(await metrics(), 'secai_attestation_quotes_total', 'result="verified"') > before, 5_000, 'an on-demand quote');
   expect(Date.now() - asked).toBeLessThan(INTERVAL_MS / 2);
+  const histogram = (kind: string) => {
+    const m = new RegExp(`^secai_attestation_round_seconds_sum\\{kind="${kind}"\\} ([0-9.e-]+)\\n(?:.*\\n)*?secai_attestation_round_seconds_count\\{kind="${kind}"\\} (\\d+)`, 'm').exec(text);
+    return m ? `${((Number(m[1]) / Number(m[2])) * 1000).toFixed(1)} ms mean over ${m[2]}` : 'none';
+  };
+  const text = await metrics();
+  console.log(`operator round trips: enrolment (identity + credential activation) ${histogram('enrolment')}; quote (nonce to verified answer, event log replayed) ${histogram('quote')}`);
   // Reconnecting presents the same keys: no second enrolment.
   expect(agent.commands.filter((c) => c === 'activateCredential')).toHaveLength(1);
 }, 60_000);

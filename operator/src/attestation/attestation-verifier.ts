@@ -354,7 +354,8 @@ export class AttestationVerifier implements AttestationVerdicts {
     const previous = state.failure;
     state.failure = { reason, message: message.slice(0, 1024), at: this.opts.clock.now() };
     this.failures.inc({ reason });
-    log.warn({ audit: 'attestation.failed', reason, message }, 'attestation failed');
+    if (reason === AttestationReason.TpmAbsent) log.info({ reason }, 'the node offers no TPM: not attested');
+    else log.warn({ audit: 'attestation.failed', reason, message }, 'attestation failed');
     if (previous?.reason !== reason || previous.message !== state.failure.message) this.changed(node);
   }
 

@@ -188,8 +188,9 @@ export class NodeReconciler {
       );
     }
     // Boot state: a node that stops matching its expected values, and one that matches again.
+    // A node without a TPM is a configuration, not news: no Warning for each one (1,000 simulated agents).
     const attested = conditionTransition(before?.conditions, after.conditions, 'Attested');
-    if (attested?.status === 'False' || (attested?.status === 'True' && findCondition(before?.conditions, 'Attested')?.status === 'False')) {
+    if ((attested?.status === 'False' && attested.reason !== Reason.TpmAbsent) || (attested?.status === 'True' && findCondition(before?.conditions, 'Attested')?.status === 'False')) {
       await this.ctx.events.record(
         obj,
         attested.status === 'True' ? 'Normal' : 'Warning',

@@ -94,6 +94,22 @@ it('lets each node reach the allowed upstream and nothing else', () => {
   }
 });
 
+it('reaches the via: Tor destination through the private Tor network: the upstream sees the exit, never a node', async () => {
+  const { host, port, exit } = topology.upstream.tor;
+  expect(topology.upstream.tor.consensusMs).toBeGreaterThan(0);
+  for (const node of topology.nodes) {
+    await eventually(`${node.name}'s Tor client`, async () => {
+      const n = await kube.request<SecAINode>({ method: 'GET', path: resourcePath('secainodes', node.name) });
+      return n.status?.tor?.state === 'Available' ? true : undefined;
+    }, 120_000);
+    expect(inNamespace(node.namespace, `exec 3<>/dev/tcp/${host}/${port} && head -1 <&3`).output).toContain(`ok ${port}`);
+  }
+  const log = readFileSync(join(dir, 'logs', 'upstream-servers.log'), 'utf8');
+  const from = [...log.matchAll(new RegExp(`^connection ${port} from (\\S+)$`, 'gm'))].map((m) => m[1]);
+  expect(from.length).toBeGreaterThanOrEqual(NODES);
+  expect(new Set(from)).toEqual(new Set([exit]));
+}, 180_000);
+
 it('serves the model on every node through the OpenAI-compatible API with the token', () => {
   for (const node of topology.nodes) {
     const answer = chat(node.namespace, node.inference.url, node.inference.tokenFile, 'Say hello to the fleet.');

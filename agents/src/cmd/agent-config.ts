@@ -30,6 +30,11 @@ export interface AgentConfig {
   vaultMountPoint?: string;
   tpmTcti?: string;
   efiDir: string;
+  /** The Tor binary, and the user its client drops to when the agent runs as root. */
+  torPath: string;
+  torUser: string;
+  /** The Tor client's directory (beside the state directory, which Tor's user cannot enter). */
+  torDir: string;
   logLevel: string;
 }
 
@@ -55,6 +60,9 @@ const OPTIONS = {
   'vault-mount-point': { type: 'string' },
   'tpm-tcti': { type: 'string' },
   'efi-dir': { type: 'string' },
+  tor: { type: 'string' },
+  'tor-user': { type: 'string' },
+  'tor-dir': { type: 'string' },
   'log-level': { type: 'string' },
 } as const;
 
@@ -123,6 +131,9 @@ export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     vaultMountPoint: get('vault-mount-point'),
     tpmTcti: get('tpm-tcti'),
     efiDir: need('efi-dir', '/sys/firmware/efi'),
+    torPath: need('tor', 'tor'),
+    torUser: need('tor-user', 'debian-tor'),
+    torDir: need('tor-dir', `${stateDir.replace(/\/+$/, '')}-tor`),
     logLevel: need('log-level', 'info'),
   };
 }

@@ -5,7 +5,7 @@
 // carries a prompt, a response, a token or a key; revocation stops serving; `lab down` leaves
 // nothing behind.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resourcePath } from '../../api/crd/paths.js';
@@ -169,6 +169,28 @@ it('heals a deleted egress table: a Warning Event, Compliant=False, the repair r
     watch.kill();
   }
 }, 120_000);
+
+it('kubectl secai (found on PATH by the real kubectl) shows the fleet and explains a node', () => {
+  const pluginDir = mkdtempSync(join(tmpdir(), 'kubectl-plugins-'));
+  try {
+    symlinkSync(join(REPO_ROOT, 'bin', 'kubectl-secai.mjs'), join(pluginDir, 'kubectl-secai'));
+    const env = { ...process.env, KUBECONFIG: topology.kubeconfig, PATH: `${pluginDir}:${join(REPO_ROOT, 'node_modules', '.bin')}:${process.env.PATH}` };
+    const kubectl = (...args: string[]) => execFileSync(toolPath('kubectl'), args, { env, encoding: 'utf8', timeout: 60_000 });
+    expect(kubectl('plugin', 'list')).toContain(join(pluginDir, 'kubectl-secai'));
+    const status = kubectl('secai', 'status');
+    expect(status).toContain(`NODES (${NODES})`);
+    expect(status).toMatch(new RegExp(`^Compliant\\s+${NODES}\\s+0\\s+0$`, 'm'));
+    expect(status).toMatch(new RegExp(`^${LAB_MODEL}\\s+Trusted\\s+${NODES}/${NODES}`, 'm'));
+    const json = JSON.parse(kubectl('secai', 'status', '-o', 'json')) as { nodes: { total: number; failing: unknown[] } };
+    expect(json.nodes).toMatchObject({ total: NODES, failing: [] });
+    const why = kubectl('secai', 'why', topology.nodes[0]!.name);
+    expect(why).toContain(`${topology.nodes[0]!.name} is Ready, Compliant, Attested and AuditVerified.`);
+    // The drift healed earlier in this run is in the node's Events.
+    expect(why).toMatch(/Warning\s+EgressDrift: egress: table-missing/);
+  } finally {
+    rmSync(pluginDir, { recursive: true, force: true });
+  }
+});
 
 describe('Prometheus answers the fleet-audit questions (README queries)', () => {
   it('scrapes the operator and every agent', async () => {

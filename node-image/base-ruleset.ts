@@ -16,7 +16,7 @@ const HEADER = `# Generated from agents/src/egress/render-egress-ruleset.ts (an 
 `;
 
 export function renderBaseRuleset(): string {
-  const rendered = renderEgressRuleset({ mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], dns: undefined, torTransPort: 0, policies: [] }, new Map(), {
+  const rendered = renderEgressRuleset({ mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], dns: undefined, torTransPort: 0, torDnsPort: 0, policies: [] }, new Map(), {
     inboundTcpPorts: [],
   });
   return HEADER + replaceTableTransaction(rendered.definition);

@@ -96,8 +96,37 @@ export const egressPolicySpec = object(
       }),
     ),
     tor: optional(
-      object('EgressTor', 'The local Tor transparent proxy that via: Tor entries are redirected to.', {
+      object('EgressTor', 'The Tor client the agent runs on the node, and that via: Tor entries are redirected to.', {
         transPort: required(integer('The Tor TransPort on the node loopback.', { minimum: 1, maximum: 65535, format: 'int32' })),
+        dnsPort: optional(
+          integer('The Tor DNSPort on the node loopback: via: Tor host entries are resolved through Tor, never by a resolver.', {
+            minimum: 1,
+            maximum: 65535,
+            format: 'int32',
+          }),
+        ),
+        network: optional(
+          object('EgressTorNetwork', "The Tor network the nodes' Tor client joins: a fleet's own (private network, bridges) or, when absent, the public one.", {
+            dirAuthorities: optional(
+              array(
+                'DirAuthority lines of the network, in torrc syntax (nickname orport=N [no-v2] v3ident=HEX address:dirport FINGERPRINT).',
+                string('One directory authority.', {
+                  maxLength: 200,
+                  pattern: '^[A-Za-z0-9]{1,19} orport=[0-9]{1,5}( no-v2)? v3ident=[0-9A-F]{40} [0-9.]{7,15}:[0-9]{1,5} [0-9A-F]{40}$',
+                }),
+                { maxItems: 16 },
+              ),
+            ),
+            relays: optional(
+              array(
+                "Networks (CIDR) of the Tor network's authorities, relays and bridges: the nodes' Tor client, and nothing else on the node, may connect to them.",
+                string('A network in CIDR notation.', { maxLength: 43, rules: [{ rule: 'isCIDR(self)', message: 'must be a CIDR such as 192.0.2.0/24' }] }),
+                { maxItems: 64, listType: 'set' },
+              ),
+            ),
+            testingNetwork: optional(boolean("TestingTorNetwork: a private network's fast consensus timing, for labs only.", { default: false })),
+          }),
+        ),
       }),
     ),
     rollout: optional(
@@ -124,6 +153,11 @@ export const egressPolicySpec = object(
       {
         rule: "!has(self.allow) || !self.allow.exists(a, has(a.via) && a.via == 'Tor') || has(self.tor)",
         message: 'entries with via: Tor need spec.tor',
+        fieldPath: '.tor',
+      },
+      {
+        rule: "!has(self.allow) || !self.allow.exists(a, has(a.via) && a.via == 'Tor' && has(a.host)) || (has(self.tor) && has(self.tor.dnsPort))",
+        message: 'host entries with via: Tor need spec.tor.dnsPort: they are resolved through Tor',
         fieldPath: '.tor',
       },
     ],

@@ -6,6 +6,7 @@ import { array, boolean, enumeration, integer, object, optional, required, strin
 
 export const SECURE_BOOT_STATES = ['Enabled', 'Disabled', 'Unknown'] as const;
 export const DUTY_STATES = ['OK', 'Progressing', 'Drifted', 'Failed'] as const;
+export const TOR_STATES = ['NotConfigured', 'Available', 'Unavailable'] as const;
 export const SERVICE_NODE_STATES = ['Pending', 'Starting', 'Serving', 'Stopped', 'Failed'] as const;
 
 const bigCount = (description: string) => integer(description, { minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -122,7 +123,7 @@ export const secaiNodeStatus = object('SecAINodeStatus', 'What the node reports 
     array(
       'Each duty of the agent (a loop that re-reads the node and converges on the plan) as it last ended.',
       object('NodeDutyStatus', 'One duty on this node.', {
-        duty: required(enumeration('egress, models, inference, vault, attestation or audit.', DUTY_NAMES)),
+        duty: required(enumeration('egress, models, inference, vault, attestation, audit or tor.', DUTY_NAMES)),
         state: required(enumeration('OK, Progressing, Drifted (a change found, its repair not yet read back) or Failed.', DUTY_STATES)),
         reason: required(enumeration('A stable code of the outcome.', Object.values(DutyReason))),
         message: optional(string('A human-readable explanation.', { maxLength: 1024 })),
@@ -142,6 +143,15 @@ export const secaiNodeStatus = object('SecAINodeStatus', 'What the node reports 
       }),
       { maxItems: 8, listType: 'map', listMapKeys: ['duty'] },
     ),
+  ),
+  tor: optional(
+    object('NodeTorStatus', "The node's Tor client, when its plan has via: Tor entries.", {
+      state: required(enumeration('NotConfigured, Available (via: Tor traffic flows) or Unavailable (it is refused, never sent direct).', TOR_STATES)),
+      bootstrapPercent: optional(integer("Tor's bootstrap progress.", { minimum: 0, maximum: 100 })),
+      reason: optional(string('A stable code: Bootstrapped, Bootstrapping, NoConsensus, NotRunning, Crashing, Starting.', { maxLength: 64 })),
+      message: optional(string('A human-readable explanation.', { maxLength: 1024 })),
+      restarts: optional(bigCount('Times the agent restarted the Tor client.')),
+    }),
   ),
   models: optional(modelNodeState),
   inference: optional(
@@ -186,6 +196,7 @@ export const secaiNodeResource: ResourceDefinition = {
     conditionColumn('Attested'),
     conditionColumn('AuditVerified', 'Audit'),
     { name: 'Plan', type: 'integer', jsonPath: '.status.plan.appliedGeneration', description: 'Applied plan generation.' },
+    { name: 'Tor', type: 'string', jsonPath: '.status.tor.state', description: 'The Tor client.', priority: 1 },
     { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Compliant")].reason', description: 'Why the node is (not) compliant.', priority: 1 },
     { name: 'Cordoned', type: 'boolean', jsonPath: '.spec.cordoned', description: 'Fleet containment.', priority: 1 },
     { name: 'Version', type: 'string', jsonPath: '.status.agent.version', description: 'Agent version.', priority: 1 },

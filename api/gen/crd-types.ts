@@ -211,10 +211,24 @@ export interface EgressDNS {
   queriesPerMinute?: number;
 }
 
-/** The local Tor transparent proxy that via: Tor entries are redirected to. */
+/** The Tor network the nodes' Tor client joins: a fleet's own (private network, bridges) or, when absent, the public one. */
+export interface EgressTorNetwork {
+  /** DirAuthority lines of the network, in torrc syntax (nickname orport=N [no-v2] v3ident=HEX address:dirport FINGERPRINT). */
+  dirAuthorities?: string[];
+  /** Networks (CIDR) of the Tor network's authorities, relays and bridges: the nodes' Tor client, and nothing else on the node, may connect to them. */
+  relays?: string[];
+  /** TestingTorNetwork: a private network's fast consensus timing, for labs only. */
+  testingNetwork?: boolean;
+}
+
+/** The Tor client the agent runs on the node, and that via: Tor entries are redirected to. */
 export interface EgressTor {
   /** The Tor TransPort on the node loopback. */
   transPort: number;
+  /** The Tor DNSPort on the node loopback: via: Tor host entries are resolved through Tor, never by a resolver. */
+  dnsPort?: number;
+  /** The Tor network the nodes' Tor client joins: a fleet's own (private network, bridges) or, when absent, the public one. */
+  network?: EgressTorNetwork;
 }
 
 /** How a changed policy reaches the nodes. */
@@ -239,7 +253,7 @@ export interface EgressPolicySpec {
   allow?: EgressAllow[];
   /** DNS leak prevention: queries go only to these resolvers, rate-limited. */
   dns?: EgressDNS;
-  /** The local Tor transparent proxy that via: Tor entries are redirected to. */
+  /** The Tor client the agent runs on the node, and that via: Tor entries are redirected to. */
   tor?: EgressTor;
   /** How a changed policy reaches the nodes. */
   rollout?: EgressRollout;
@@ -621,12 +635,12 @@ export interface NodeDriftStatus {
 
 /** One duty on this node. */
 export interface NodeDutyStatus {
-  /** egress, models, inference, vault, attestation or audit. */
-  duty: "egress" | "models" | "inference" | "vault" | "attestation" | "audit";
+  /** egress, models, inference, vault, attestation, audit or tor. */
+  duty: "egress" | "models" | "inference" | "vault" | "attestation" | "audit" | "tor";
   /** OK, Progressing, Drifted (a change found, its repair not yet read back) or Failed. */
   state: "OK" | "Progressing" | "Drifted" | "Failed";
   /** A stable code of the outcome. */
-  reason: "Converged" | "Progressing" | "Drift" | "RenderFailed" | "NftFailed" | "ReadBackMismatch" | "ReadBackFailed" | "RepairFailed" | "Failed";
+  reason: "Converged" | "Progressing" | "Drift" | "RenderFailed" | "NftFailed" | "ReadBackMismatch" | "ReadBackFailed" | "RepairFailed" | "Failed" | "TorUnavailable";
   /** A human-readable explanation. */
   message?: string;
   /** The plan generation the duty last converged on. */
@@ -641,6 +655,20 @@ export interface NodeDutyStatus {
   drifts?: number;
   /** The latest change the agent did not make. */
   lastDrift?: NodeDriftStatus;
+}
+
+/** The node's Tor client, when its plan has via: Tor entries. */
+export interface NodeTorStatus {
+  /** NotConfigured, Available (via: Tor traffic flows) or Unavailable (it is refused, never sent direct). */
+  state: "NotConfigured" | "Available" | "Unavailable";
+  /** Tor's bootstrap progress. */
+  bootstrapPercent?: number;
+  /** A stable code: Bootstrapped, Bootstrapping, NoConsensus, NotRunning, Crashing, Starting. */
+  reason?: string;
+  /** A human-readable explanation. */
+  message?: string;
+  /** Times the agent restarted the Tor client. */
+  restarts?: number;
 }
 
 /** One artifact on this node. */
@@ -707,6 +735,8 @@ export interface SecAINodeStatus {
   vault?: NodeVaultStatus;
   /** Each duty of the agent (a loop that re-reads the node and converges on the plan) as it last ended. */
   duties?: NodeDutyStatus[];
+  /** The node's Tor client, when its plan has via: Tor entries. */
+  tor?: NodeTorStatus;
   /** The state of every artifact in the node plan. */
   models?: NodeModelStatus[];
   /** The services the plan asks this node to serve. */

@@ -2,7 +2,7 @@
 // codes of their outcomes and the kinds of drift. The operator turns these codes into conditions
 // and Events; it never reads a message's text.
 
-export const DUTY_NAMES = ['egress', 'models', 'inference', 'vault', 'attestation', 'audit'] as const;
+export const DUTY_NAMES = ['egress', 'models', 'inference', 'vault', 'attestation', 'audit', 'tor'] as const;
 export type DutyName = (typeof DUTY_NAMES)[number];
 
 export function isDutyName(value: unknown): value is DutyName {
@@ -28,6 +28,8 @@ export const DutyReason = {
   RepairFailed: 'RepairFailed',
   /** The duty threw: the node could not be read or changed (the message says what). */
   Failed: 'Failed',
+  /** Tor: the client cannot carry traffic (not running, bootstrapping, no consensus); via: Tor is refused meanwhile. */
+  TorUnavailable: 'TorUnavailable',
 } as const;
 export type DutyReason = (typeof DutyReason)[keyof typeof DutyReason];
 
@@ -78,6 +80,6 @@ export function isDriftKind(value: unknown): value is DriftKind {
 
 /** The Event and condition reason of a duty's drift: EgressDrift, StoreDrift, VaultDrift, ... */
 export function driftReasonOf(duty: DutyName): string {
-  const word: Record<DutyName, string> = { egress: 'Egress', models: 'Store', inference: 'Inference', vault: 'Vault', attestation: 'Attestation', audit: 'AuditLog' };
+  const word: Record<DutyName, string> = { egress: 'Egress', models: 'Store', inference: 'Inference', vault: 'Vault', attestation: 'Attestation', audit: 'AuditLog', tor: 'Tor' };
   return `${word[duty]}Drift`;
 }

@@ -16,6 +16,11 @@ export const OTHER_UPSTREAM_ADDRESS = '10.240.0.2';
 export const UPSTREAM_PREFIX = 24;
 export const MODEL_PORT = 8080;
 export const BLOCKED_PORTS = [9000, 2222];
+/** The private Tor network's relays, on the lab bridge; the upstream port reached only through Tor. */
+export const TOR_RELAY_ADDRESS = '10.240.0.50';
+export const TOR_UPSTREAM_PORT = 8443;
+export const TOR_TRANS_PORT = 9040;
+export const TOR_DNS_PORT = 9053;
 export const DNS_PORT = 53;
 /** The name the lab resolver answers, allowed by host in the lab EgressPolicy. */
 export const MODEL_HOST = 'models.lab.secai.internal';

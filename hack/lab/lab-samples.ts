@@ -11,6 +11,9 @@ import {
   MODEL_FILE,
   MODEL_HOST,
   MODEL_PORT,
+  TOR_DNS_PORT,
+  TOR_TRANS_PORT,
+  TOR_UPSTREAM_PORT,
   UPSTREAM_ADDRESS,
 } from './lab-layout.js';
 
@@ -27,7 +30,7 @@ export interface LabObject {
   [key: string]: unknown;
 }
 
-export function labSamples(model: Buffer, inferenceToken: string): LabObject[] {
+export function labSamples(model: Buffer, inferenceToken: string, tor: { dirAuthorities: string[]; relays: string[] }): LabObject[] {
   const sha256 = createHash('sha256').update(model).digest('hex');
   return [
     {
@@ -57,8 +60,10 @@ export function labSamples(model: Buffer, inferenceToken: string): LabObject[] {
         allow: [
           { ip: UPSTREAM_ADDRESS, ports: [{ port: MODEL_PORT }], description: 'the lab model server' },
           { host: MODEL_HOST, ports: [{ port: MODEL_PORT }], description: 'the model server by name, resolved by the lab resolver' },
+          { ip: UPSTREAM_ADDRESS, ports: [{ port: TOR_UPSTREAM_PORT }], via: 'Tor', description: 'reached only through the lab\'s private Tor network' },
         ],
         dns: { resolvers: [UPSTREAM_ADDRESS], queriesPerMinute: 600 },
+        tor: { transPort: TOR_TRANS_PORT, dnsPort: TOR_DNS_PORT, network: { dirAuthorities: tor.dirAuthorities, relays: tor.relays, testingNetwork: true } },
         rollout: { canary: 1, maxUnavailable: '50%', stopOnFailure: true, progressDeadlineSeconds: 120 },
       },
     },

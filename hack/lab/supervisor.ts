@@ -4,7 +4,7 @@
 // tears everything down. `hack/lab/lab.ts up` starts it detached and waits for convergence.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -17,6 +17,7 @@ import { createLabVault } from '../../test/vault/lab-vault.js';
 import { measureOnTpm, simulatedFirmwareBoot, writeEventLog } from '../../test/attestation/event-log-writer.js';
 import { startSwtpm, type Swtpm } from '../../test/vault/swtpm.js';
 import { REPO_ROOT, startControlPlane, stopControlPlane, toolPath } from '../control-plane/control-plane.js';
+import { startPrivateTorNetwork } from '../tor/private-tor-network.js';
 import { installCrds } from '../control-plane/crds.js';
 import {
   AGENT_SERVICE_ACCOUNT,
@@ -35,6 +36,8 @@ import {
   nodeName,
   OPERATOR_SERVICE_ACCOUNT,
   OTHER_UPSTREAM_ADDRESS,
+  TOR_RELAY_ADDRESS,
+  TOR_UPSTREAM_PORT,
   UPSTREAM_ADDRESS,
   UPSTREAM_PREFIX,
   type LabPaths,
@@ -58,6 +61,8 @@ export interface LabTopology {
     namespace: string;
     allowed: { host: string; port: number }[];
     blocked: { host: string; port: number }[];
+    /** Allowed via: Tor only; the upstream sees the exit's address (`exit`). */
+    tor: { host: string; port: number; exit: string; consensusMs: number };
   };
   nodes: {
     name: string;
@@ -296,6 +301,21 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       await harness.runChecked(upstream, 'ip', ['link', 'set', `n${i}`, 'master', 'br0']);
     }
 
+    // A private Tor network on the bridge (its relays at one address, the exit reaching the upstream
+    // across the bridge); it reaches a consensus while the rest starts.
+    const tornet = await harness.addNamespace('tornet');
+    await harness.connect({ namespace: tornet, device: 'eth0', addresses: [`${TOR_RELAY_ADDRESS}/${UPSTREAM_PREFIX}`] }, { namespace: upstream, device: 'tor0', addresses: [] });
+    await harness.runChecked(upstream, 'ip', ['link', 'set', 'tor0', 'master', 'br0']);
+    const torStarted = Date.now();
+    const torNetwork = startPrivateTorNetwork({
+      harness,
+      namespace: tornet,
+      address: TOR_RELAY_ADDRESS,
+      dir: join(paths.dir, 'tor-network'),
+      exit: { addresses: [UPSTREAM_ADDRESS], ports: [TOR_UPSTREAM_PORT], resolver: UPSTREAM_ADDRESS },
+    });
+    torNetwork.catch(() => undefined);
+
     // Upstream: the model server (allowed), the lab resolver, and ports no policy allows.
     mkdirSync(paths.upstream, { recursive: true });
     writeTinyModel(join(paths.upstream, MODEL_FILE));
@@ -305,7 +325,7 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       ]),
       startLogged(paths, 'upstream-servers', [
         'ip', 'netns', 'exec', upstream, ...NODE_TS, join(REPO_ROOT, 'test', 'egress', 'upstream-servers.ts'),
-        '--tcp', [...BLOCKED_PORTS.map((p) => `${UPSTREAM_ADDRESS}:${p}`), `${OTHER_UPSTREAM_ADDRESS}:${MODEL_PORT}`].join(','),
+        '--tcp', [...BLOCKED_PORTS.map((p) => `${UPSTREAM_ADDRESS}:${p}`), `${OTHER_UPSTREAM_ADDRESS}:${MODEL_PORT}`, `${UPSTREAM_ADDRESS}:${TOR_UPSTREAM_PORT}`].join(','),
         '--dns', `${UPSTREAM_ADDRESS}:${DNS_PORT}`,
         '--zone', JSON.stringify({ [MODEL_HOST]: { a: [UPSTREAM_ADDRESS], ttl: 300 } }),
       ]),
@@ -325,6 +345,10 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
       await createLabVault({ path: node.vaultHeader, tcti: tpm.tcti, pcrBank: 'sha256', pcrs: [7] });
       mkdirSync(node.mapperDir, { recursive: true });
     }
+
+    // Each agent's Tor client runs as Tor's own user, in a directory beside the agent's state: the
+    // lab directory and each node's directory must let it pass (not list).
+    for (const dir of [paths.dir, join(paths.dir, 'nodes'), ...Array.from({ length: nodeCount }, (_, i) => paths.node(nodeName(i)).dir)]) chmodSync(dir, 0o711);
 
     // Like a Deployment or a systemd unit with Restart=always: a killed operator or agent comes back
     // (an agent re-applies its stored plan and reconnects; the operator takes its Lease back).
@@ -435,7 +459,10 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
 
     const inferenceToken = randomBytes(24).toString('base64url');
     writeFileSync(paths.inferenceTokenFile, inferenceToken, { mode: 0o600 });
-    const samples = labSamples(readFileSync(join(paths.upstream, MODEL_FILE)), inferenceToken);
+    const tor = await torNetwork;
+    const torConsensusMs = Date.now() - torStarted;
+    process.stdout.write(`private Tor network: consensus after ${torConsensusMs} ms\n`);
+    const samples = labSamples(readFileSync(join(paths.upstream, MODEL_FILE)), inferenceToken, tor);
     const samplesFile = join(paths.dir, 'samples.yaml');
     writeFileSync(samplesFile, samples.map((s) => stringify(s)).join('---\n'), { mode: 0o600 });
     await kubectl(paths, ['apply', '-f', samplesFile]);
@@ -448,6 +475,7 @@ export async function supervise(dir: string, nodeCount: number): Promise<void> {
         namespace: upstream,
         allowed: [{ host: UPSTREAM_ADDRESS, port: MODEL_PORT }],
         blocked: [...BLOCKED_PORTS.map((port) => ({ host: UPSTREAM_ADDRESS, port })), { host: OTHER_UPSTREAM_ADDRESS, port: MODEL_PORT }],
+        tor: { host: UPSTREAM_ADDRESS, port: TOR_UPSTREAM_PORT, exit: TOR_RELAY_ADDRESS, consensusMs: torConsensusMs },
       },
       nodes: topologyNodes,
     };

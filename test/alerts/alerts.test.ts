@@ -54,6 +54,7 @@ it('has the alerts the fleet audit asks for', () => {
     'SecAIAuditLogVerificationFailed',
     'SecAIAuditLogAppendFailing',
     'SecAINodeDrift',
+    'SecAITorUnavailable',
     'SecAIModelRejected',
     'SecAIEgressRolloutStopped',
     'SecAIVaultUnlockedPastIdleLimit',

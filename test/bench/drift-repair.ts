@@ -81,7 +81,7 @@ function benchPlan(): EgressPlan {
     mode: EgressMode.EGRESS_MODE_ENFORCE,
     allow: [{ destination: { $case: 'ip', value: UPSTREAM }, ports: [{ port: ALLOWED_PORT, endPort: 0 }], protocol: Protocol.PROTOCOL_TCP, via: Via.VIA_DIRECT, policy: 'bench' }],
     dns: { resolvers: [], queriesPerMinute: 0 },
-    torTransPort: 0,
+    torTransPort: 0, torDnsPort: 0,
     policies: ['bench'],
   };
 }

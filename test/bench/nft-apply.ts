@@ -55,7 +55,7 @@ export function allowlistPlan(entries: number): EgressPlan {
       policy: 'bench',
     })),
     dns: { resolvers: ['10.255.255.53'], queriesPerMinute: 600 },
-    torTransPort: 0,
+    torTransPort: 0, torDnsPort: 0,
     policies: ['bench'],
   };
 }

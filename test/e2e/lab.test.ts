@@ -5,7 +5,7 @@
 // a key; revocation stops serving; every node is attested from verified TPM quotes, and a PCR
 // changed behind the event log's back is caught; `lab down` leaves nothing behind.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resourcePath } from '../../api/crd/paths.js';
@@ -95,6 +95,22 @@ it('lets each node reach the allowed upstream and nothing else', () => {
   }
 });
 
+it('reaches the via: Tor destination through the private Tor network: the upstream sees the exit, never a node', async () => {
+  const { host, port, exit } = topology.upstream.tor;
+  expect(topology.upstream.tor.consensusMs).toBeGreaterThan(0);
+  for (const node of topology.nodes) {
+    await eventually(`${node.name}'s Tor client`, async () => {
+      const n = await kube.request<SecAINode>({ method: 'GET', path: resourcePath('secainodes', node.name) });
+      return n.status?.tor?.state === 'Available' ? true : undefined;
+    }, 120_000);
+    expect(inNamespace(node.namespace, `exec 3<>/dev/tcp/${host}/${port} && head -1 <&3`).output).toContain(`ok ${port}`);
+  }
+  const log = readFileSync(join(dir, 'logs', 'upstream-servers.log'), 'utf8');
+  const from = [...log.matchAll(new RegExp(`^connection ${port} from (\\S+)$`, 'gm'))].map((m) => m[1]);
+  expect(from.length).toBeGreaterThanOrEqual(NODES);
+  expect(new Set(from)).toEqual(new Set([exit]));
+}, 180_000);
+
 it('serves the model on every node through the OpenAI-compatible API with the token', () => {
   for (const node of topology.nodes) {
     const answer = chat(node.namespace, node.inference.url, node.inference.tokenFile, 'Say hello to the fleet.');
@@ -162,6 +178,28 @@ it('heals a deleted egress table: a Warning Event, Compliant=False, the repair r
     watch.kill();
   }
 }, 120_000);
+
+it('kubectl secai (found on PATH by the real kubectl) shows the fleet and explains a node', () => {
+  const pluginDir = mkdtempSync(join(tmpdir(), 'kubectl-plugins-'));
+  try {
+    symlinkSync(join(REPO_ROOT, 'bin', 'kubectl-secai.mjs'), join(pluginDir, 'kubectl-secai'));
+    const env = { ...process.env, KUBECONFIG: topology.kubeconfig, PATH: `${pluginDir}:${join(REPO_ROOT, 'node_modules', '.bin')}:${process.env.PATH}` };
+    const kubectl = (...args: string[]) => execFileSync(toolPath('kubectl'), args, { env, encoding: 'utf8', timeout: 60_000 });
+    expect(kubectl('plugin', 'list')).toContain(join(pluginDir, 'kubectl-secai'));
+    const status = kubectl('secai', 'status');
+    expect(status).toContain(`NODES (${NODES})`);
+    expect(status).toMatch(new RegExp(`^Compliant\\s+${NODES}\\s+0\\s+0$`, 'm'));
+    expect(status).toMatch(new RegExp(`^${LAB_MODEL}\\s+Trusted\\s+${NODES}/${NODES}`, 'm'));
+    const json = JSON.parse(kubectl('secai', 'status', '-o', 'json')) as { nodes: { total: number; failing: unknown[] } };
+    expect(json.nodes).toMatchObject({ total: NODES, failing: [] });
+    const why = kubectl('secai', 'why', topology.nodes[0]!.name);
+    expect(why).toContain(`${topology.nodes[0]!.name} is Ready, Compliant, Attested and AuditVerified.`);
+    // The drift healed earlier in this run is in the node's Events.
+    expect(why).toMatch(/Warning\s+EgressDrift: egress: table-missing/);
+  } finally {
+    rmSync(pluginDir, { recursive: true, force: true });
+  }
+});
 
 describe('Prometheus answers the fleet-audit questions (README queries)', () => {
   it('scrapes the operator and every agent', async () => {

@@ -12,19 +12,22 @@ import { Registry } from 'prom-client';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DutyResult, EgressPlan, EgressReport, NodePlan } from '../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DutyResult, EgressPlan, EgressReport, NodePlan, type Report, TorReport } from '../../api/gen/proto/secai/fleet/v1/agent.js';
 import { planDigest } from '../../api/proto/protocol.js';
 import { NodeAgent } from '../../agents/src/agent/node-agent.js';
 import { PlanStore } from '../../agents/src/agent/plan-store.js';
 import { MemoryAuditSink } from '../../agents/src/audit/audit-sink.js';
 import { runCommand } from '../../agents/src/exec.js';
+import { TorDuty } from '../../agents/src/tor/tor-duty.js';
+import { lookUpUser } from '../../agents/src/tor/tor-user.js';
 import { queryResolver, resolveThroughResolvers } from '../../agents/src/egress/dns-client.js';
 import { EgressEnforcer } from '../../agents/src/egress/egress-enforcer.js';
 import { egressMetrics } from '../../agents/src/egress/egress-metrics.js';
 import { nativeHelperCacheDir, withSetElementReader } from '../../agents/src/egress/set-element-reader.js';
 
 export type NodeRequest =
-  | { op: 'apply'; plan: unknown; inboundTcpPorts?: number[]; fqdnTimeouts?: { minSeconds: number; maxSeconds: number }; allowForeignHooks?: string[] }
+  | { op: 'apply'; plan: unknown; inboundTcpPorts?: number[]; fqdnTimeouts?: { minSeconds: number; maxSeconds: number }; allowForeignHooks?: string[]; tor?: { torPath?: string } }
+  | { op: 'tor' }
   | { op: 'report' }
   | { op: 'duty' }
   | { op: 'stopLoops' }
@@ -49,6 +52,8 @@ const registry = new Registry();
 const metrics = egressMetrics(registry);
 let enforcer: EgressEnforcer | undefined;
 let agent: NodeAgent | undefined;
+let tor: TorDuty | undefined;
+const stateDir = mkdtempSync(join(tmpdir(), 'egress-node-'));
 let generation = 0;
 const audit = new MemoryAuditSink();
 const NODE_NAME = 'egress-test-node';
@@ -95,10 +100,14 @@ async function handle(request: NodeRequest): Promise<unknown> {
   switch (request.op) {
     case 'apply': {
       if (!enforcer || !agent) {
+        // As the agent does: with a Tor duty, Tor drops to its own user, whose uid alone reaches the Tor network.
+        const torUser = request.tor ? lookUpUser('debian-tor') : undefined;
+        if (request.tor) tor = new TorDuty({ dir: `${stateDir}-tor`, torPath: request.tor.torPath ?? 'tor', user: torUser, logger, registry, audit });
         enforcer = new EgressEnforcer({
           nft,
           inboundTcpPorts: request.inboundTcpPorts ?? [],
           allowForeignHooks: request.allowForeignHooks,
+          torClientUid: torUser?.uid,
           logger,
           metrics,
           audit,
@@ -108,8 +117,8 @@ async function handle(request: NodeRequest): Promise<unknown> {
           nodeName: NODE_NAME,
           version: 'test',
           capabilities: ['nftables'],
-          store: new PlanStore(mkdtempSync(join(tmpdir(), 'egress-node-'))),
-          duties: [enforcer],
+          store: new PlanStore(stateDir),
+          duties: tor ? [enforcer, tor] : [enforcer],
           audit,
           auditPublicKey: Buffer.alloc(32),
           logger,
@@ -126,6 +135,13 @@ async function handle(request: NodeRequest): Promise<unknown> {
       return { report: EgressReport.toJSON(await enforcer.report()) };
     case 'duty':
       return dutyState();
+    case 'tor': {
+      if (!tor || !agent) throw new Error('no Tor duty');
+      const report = { planGeneration: 0, planDigest: '', planError: '', models: [], services: [], observedUnixMillis: 0, duties: [] } as Report;
+      await tor.contribute(report);
+      const result = agent.dutyResults().find((r) => r.duty === 'tor')!;
+      return { tor: TorReport.toJSON(report.tor!), result: DutyResult.toJSON(result), torDir: `${stateDir}-tor` };
+    }
     case 'stopLoops':
       // The table stays as it is; nothing re-checks it any more.
       await agent?.stop();

@@ -1,6 +1,7 @@
 // The "upstream" side of the egress tests, run inside a test-created namespace with Node's type
 // stripping (so: no imports of project code, erasable syntax only). It serves
-//   --tcp host:port,...   a line "ok <port>" to every connection, then closes it;
+//   --tcp host:port,...   a line "ok <port>" to every connection, then closes it (and prints
+//                         "connection <port> from <address>", so tests see who connected);
 //   --udp host:port,...   echoes every datagram back;
 //   --dns host:port,...   a tiny authoritative DNS server for the zone given with --zone (JSON)
 //                         and replaced by lines `{"zone": {...}}` on standard input.
@@ -84,6 +85,7 @@ const listening: Promise<void>[] = [];
 for (const { host, port } of argument('--tcp').map(endpoint)) {
   const server = createServer((socket) => {
     socket.on('error', () => undefined);
+    process.stdout.write(`connection ${port} from ${(socket.remoteAddress ?? '').replace(/^::ffff:/, '')}\n`);
     socket.end(`ok ${port}\n`);
   });
   listening.push(new Promise((resolve) => server.listen(port, host, () => resolve())));

@@ -36,7 +36,7 @@ const ports = process.argv.slice(1).map(Number);
 let listening = 0;
 for (const port of ports) net.createServer((socket) => socket.end()).listen(port, '::', () => { if (++listening === ports.length) console.log('listening'); });`;
 
-const emptyPlanIntent = renderEgressRuleset({ mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], dns: undefined, torTransPort: 0, policies: [] }, new Map(), {
+const emptyPlanIntent = renderEgressRuleset({ mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], dns: undefined, torTransPort: 0, torDnsPort: 0, policies: [] }, new Map(), {
   inboundTcpPorts: [],
 }).intent;
 

@@ -27,6 +27,7 @@ export const AUDIT_EVENT_TYPES = [
   'agent.started',
   'drift.detected',
   'drift.repaired',
+  'tor.exited',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

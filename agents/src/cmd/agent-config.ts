@@ -36,6 +36,11 @@ export interface AgentConfig {
   /** The boot event log sent with every quote (none when the file does not exist). */
   eventLog: string;
   efiDir: string;
+  /** The Tor binary, and the user its client drops to when the agent runs as root. */
+  torPath: string;
+  torUser: string;
+  /** The Tor client's directory (beside the state directory, which Tor's user cannot enter). */
+  torDir: string;
   logLevel: string;
 }
 
@@ -64,6 +69,9 @@ const OPTIONS = {
   'tpm-ak-handle': { type: 'string' },
   'event-log': { type: 'string' },
   'efi-dir': { type: 'string' },
+  tor: { type: 'string' },
+  'tor-user': { type: 'string' },
+  'tor-dir': { type: 'string' },
   'log-level': { type: 'string' },
 } as const;
 
@@ -140,6 +148,9 @@ export function parseAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     tpmAkHandle: handle('tpm-ak-handle', DEFAULT_AK_HANDLE),
     eventLog: need('event-log', DEFAULT_EVENT_LOG),
     efiDir: need('efi-dir', '/sys/firmware/efi'),
+    torPath: need('tor', 'tor'),
+    torUser: need('tor-user', 'debian-tor'),
+    torDir: need('tor-dir', `${stateDir.replace(/\/+$/, '')}-tor`),
     logLevel: need('log-level', 'info'),
   };
 }

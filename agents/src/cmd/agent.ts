@@ -18,6 +18,8 @@ import { Attestor } from '../attestation/attestation.js';
 import { tpm2ToolsAttestation } from '../attestation/tpm-attestation.js';
 import { tpm2ToolsClient } from '../attestation/tpm2-tools.js';
 import { AuditLog } from '../audit/audit-log.js';
+import { TorDuty } from '../tor/tor-duty.js';
+import { lookUpUser } from '../tor/tor-user.js';
 import { AgentChannelClient } from '../channel/client.js';
 import { EgressEnforcer } from '../egress/egress-enforcer.js';
 import { egressMetrics } from '../egress/egress-metrics.js';
@@ -85,6 +87,10 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
   collectDefaultMetrics({ register: registry });
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const audit = await AuditLog.open({ dir: config.auditDir, registry, logger: log });
+  // Tor drops to its own user when the agent is root; otherwise it runs as the agent does. That uid
+  // alone may reach the Tor network.
+  const torUser = process.getuid?.() === 0 ? lookUpUser(config.torUser) : undefined;
+  const torClientUid = torUser?.uid ?? process.getuid?.();
   // The model duty tells inference when trust changed; the agent is made after the duties.
   const agentRef: { current?: NodeAgent } = {};
 
@@ -94,6 +100,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
       inboundTcpPorts: config.inboundPorts,
       fixedAllow: config.alwaysAllow.map(parseAlwaysAllow),
       allowForeignHooks: config.allowForeignHooks,
+      torClientUid,
       logger: log,
       metrics: egressMetrics(registry),
       audit,
@@ -155,6 +162,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
       remoteAttestation,
     ),
     new AuditDuty(audit),
+    new TorDuty({ dir: config.torDir, torPath: config.torPath, user: torUser, logger: log, registry, audit }),
   );
   const capabilities = ['nftables', 'bubblewrap', 'quarantine', ...(config.vaultHeader ? ['luks2'] : []), ...(config.tpmTcti ? ['tpm2'] : [])];
   const agent = new NodeAgent({

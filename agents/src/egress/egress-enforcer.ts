@@ -9,7 +9,7 @@
 // what was read back, and the drop counters. The table lives in the kernel: when this process dies,
 // enforcement stays exactly as it was.
 import type { Logger } from 'pino';
-import { DutyStatus, EgressPlan, EgressMode, type EgressReport, type EgressRule, type NodePlan, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DutyStatus, EgressPlan, EgressMode, Via, type EgressReport, type EgressRule, type NodePlan, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { DriftKind, DutyReason } from '../../../api/proto/duty-results.js';
 import type { Duty, DutyContext, DutyOutcome } from '../agent/node-agent.js';
 import type { AuditSink } from '../audit/audit-sink.js';
@@ -21,7 +21,7 @@ import { type EgressDifference, egressTableDigest, findEgressDifferences } from 
 import { type BaseChain, describeChain, foreignEgressHooks, readBaseChains, removeChainsTransaction } from './foreign-hooks.js';
 import { FqdnAnswers } from './fqdn-answers.js';
 import type { NftTarget } from './nft-target.js';
-import { DEFAULT_FQDN_TIMEOUTS, EgressPlanError, type FqdnTimeoutBounds, type RenderedEgressRuleset, renderEgressRuleset } from './render-egress-ruleset.js';
+import { DEFAULT_FQDN_TIMEOUTS, EgressPlanError, type FqdnTimeoutBounds, normaliseHostName, type RenderedEgressRuleset, renderEgressRuleset } from './render-egress-ruleset.js';
 import { RulesetWatch, type SpawnWatcher } from './ruleset-watch.js';
 import { readRulesetGeneration } from './set-element-reader.js';
 
@@ -36,8 +36,10 @@ export interface EgressEnforcerOptions {
   logger: Logger;
   metrics: EgressMetrics;
   audit?: AuditSink;
-  /** Resolves a name through exactly the given resolvers (default: the UDP stub client). */
-  resolve?: (name: string, resolvers: readonly string[]) => Promise<DnsResolution>;
+  /** Resolves a name through exactly the given resolvers on the port (default: the UDP stub client). */
+  resolve?: (name: string, resolvers: readonly string[], port: number) => Promise<DnsResolution>;
+  /** The uid of the node's Tor client (renderEgressRuleset's torClientUid). */
+  torClientUid?: number;
   now?: () => number;
   fqdnTimeouts?: FqdnTimeoutBounds;
   /** How often the duty checks the kernel's ruleset generation (ms). */
@@ -98,7 +100,7 @@ export class EgressEnforcer implements Duty {
   private readonly answers: FqdnAnswers;
   private readonly dynamic = new DynamicMembers();
   private readonly allowedForeign: ReadonlySet<string>;
-  private readonly resolve: (name: string, resolvers: readonly string[]) => Promise<DnsResolution>;
+  private readonly resolve: (name: string, resolvers: readonly string[], port: number) => Promise<DnsResolution>;
   private readonly now: () => number;
   private readonly bounds: FqdnTimeoutBounds;
   private watcher: RulesetWatch | undefined;
@@ -107,7 +109,7 @@ export class EgressEnforcer implements Duty {
   constructor(private readonly options: EgressEnforcerOptions) {
     this.bounds = options.fqdnTimeouts ?? DEFAULT_FQDN_TIMEOUTS;
     this.answers = new FqdnAnswers(this.bounds);
-    this.resolve = options.resolve ?? ((name, resolvers) => resolveThroughResolvers(name, resolvers));
+    this.resolve = options.resolve ?? ((name, resolvers, port) => resolveThroughResolvers(name, resolvers, { port }));
     this.now = options.now ?? Date.now;
     this.resyncMs = options.resyncMs ?? EGRESS_RESYNC_MS;
     this.allowedForeign = new Set(options.allowForeignHooks ?? []);
@@ -270,6 +272,7 @@ export class EgressEnforcer implements Duty {
       inboundTcpPorts: this.options.inboundTcpPorts,
       fqdnTimeouts: this.bounds,
       fixedAllow: this.options.fixedAllow,
+      torClientUid: this.options.torClientUid,
     });
   }
 
@@ -299,6 +302,13 @@ export class EgressEnforcer implements Duty {
     if (!plan) return;
     const hosts = hostsOf(plan);
     const resolvers = (plan.dns?.queriesPerMinute ?? 0) > 0 ? (plan.dns?.resolvers ?? []) : [];
+    // Names reached through Tor are resolved by the Tor client (its DNSPort on loopback), never
+    // by a resolver: a query in clear would say where the node is going. No DNSPort, no answer.
+    const torHosts = new Set(
+      plan.allow.flatMap((rule) => (rule.via === Via.VIA_TOR && rule.destination?.$case === 'host' ? [normaliseHostName(rule.destination.value)] : [])),
+    );
+    const resolverFor = (name: string): [readonly string[], number] =>
+      torHosts.has(normaliseHostName(name)) ? (plan.torDnsPort > 0 ? [['127.0.0.1'], plan.torDnsPort] : [[], 53]) : [resolvers, 53];
     const due = this.answers.due(hosts, this.now());
     if (due.length === 0) return;
     const log = this.options.logger.child({ duty: 'egress' });
@@ -306,7 +316,8 @@ export class EgressEnforcer implements Duty {
     for (let start = 0; start < due.length; start += RESOLVE_CONCURRENCY) {
       await Promise.all(
         due.slice(start, start + RESOLVE_CONCURRENCY).map(async (name) => {
-          const resolution = await this.resolve(name, resolvers).catch((error: Error) => ({ addresses: [], error: error.message }));
+          const [through, port] = resolverFor(name);
+          const resolution = await this.resolve(name, through, port).catch((error: Error) => ({ addresses: [], error: error.message }));
           this.answers.record(name, resolution.addresses, this.now());
           if (resolution.error) {
             this.options.metrics.fqdnRefreshFailures.inc();
@@ -373,5 +384,5 @@ function hostsOf(plan: EgressPlan): string[] {
 
 function emptyPlan(): EgressPlan {
   // No egress part: enforce the base alone (default deny).
-  return { mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], dns: undefined, torTransPort: 0, policies: [] };
+  return { mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], dns: undefined, torTransPort: 0, torDnsPort: 0, policies: [] };
 }

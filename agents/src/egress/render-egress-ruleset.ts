@@ -27,6 +27,12 @@ export interface EgressRenderOptions {
    * Kubernetes API for the node's kubelet — rendered like plan entries (host entries excluded).
    */
   fixedAllow?: readonly EgressRule[];
+  /**
+   * The uid the node's Tor client runs as. With it, and a plan that configures Tor with relay
+   * networks, that uid alone may connect to the Tor network, and its own traffic is never
+   * redirected to the TransPort.
+   */
+  torClientUid?: number;
 }
 
 export interface FqdnTimeoutBounds {
@@ -312,6 +318,14 @@ function sortElements(elements: SetElement[]): SetElement[] {
   );
 }
 
+function parseIntervalOrFail(text: string): AddressInterval {
+  try {
+    return parseInterval(text);
+  } catch {
+    throw new EgressPlanError(`Tor relay network ${JSON.stringify(text.slice(0, 64))} is not an address or CIDR`);
+  }
+}
+
 function resolversOf(plan: EgressPlan): Record<IpFamily, AddressInterval[]> {
   const resolvers = plan.dns?.resolvers ?? [];
   if (resolvers.length > MAX_RESOLVERS) throw new EgressPlanError(`the plan names ${resolvers.length} DNS resolvers, at most ${MAX_RESOLVERS}`);
@@ -390,6 +404,21 @@ export function renderEgressRuleset(plan: EgressPlan, resolved: ResolvedHosts, o
     sets.push({ normalised: { name: setName(kind), type: setType(kind), flags, size, elements: keys }, texts });
   }
 
+  // The Tor network: only the Tor client's uid may reach it, and it carries nothing else.
+  const torUid = options.torClientUid;
+  if (torUid !== undefined && (!Number.isInteger(torUid) || torUid < 0 || torUid > 2 ** 32 - 2)) throw new EgressPlanError('invalid Tor client uid');
+  const torRules: string[] = [];
+  if (plan.torTransPort > 0 && torUid !== undefined) {
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const networks = (plan.torNetwork?.relays ?? []).map(parseIntervalOrFail).filter((n) => n.family === family);
+      if (networks.length === 0) continue;
+      const elements = mergeIntervals(networks).map((merged) => ({ address: { family, ...merged } }));
+      const name = `tor_network_${family === 'ipv4' ? 'v4' : 'v6'}`;
+      sets.push({ normalised: { name, type: [ADDRESS_TYPE[family]], flags: ['interval'], elements: elementKeys(elements) }, texts: elements.map(elementText) });
+      torRules.push(`skuid ${torUid} ${DADDR[family]} @${name} accept`);
+    }
+  }
+
   const directKinds = [...allowSets.keys()].filter((kind) => kind.via === 'direct');
   const torKinds = [...allowSets.keys()].filter((kind) => kind.via === 'tor');
 
@@ -445,6 +474,7 @@ export function renderEgressRuleset(plan: EgressPlan, resolved: ResolvedHosts, o
       ...dnsRules,
       // DNS anywhere else, or beyond the rate: never through the allowlist (DNS leak prevention).
       `meta l4proto { tcp, udp } th dport ${DNS_PORT} jump dns_deny`,
+      ...torRules,
       ...directKinds.map((kind) => `${setMatch(kind, setName(kind))} accept`),
       'jump egress_deny',
     ],
@@ -490,7 +520,8 @@ export function renderEgressRuleset(plan: EgressPlan, resolved: ResolvedHosts, o
         hook: 'output',
         priority: -100,
         policy: 'accept',
-        rules: torKinds.map((kind) => `${setMatch(kind, setName(kind))} redirect to :${plan.torTransPort}`),
+        // The Tor client's own connections (to relays, which are never via: Tor) stay as they are.
+        rules: torKinds.map((kind) => `${torUid === undefined ? '' : `skuid != ${torUid} `}${setMatch(kind, setName(kind))} redirect to :${plan.torTransPort}`),
       },
       hookLine: 'type nat hook output priority -100; policy accept;',
     });

@@ -22,7 +22,7 @@ export class SimulatedEgressDuty implements Duty {
   constructor(private readonly inboundTcpPorts: readonly number[] = []) {}
 
   async converge(plan: NodePlan): Promise<DutyOutcome> {
-    const egress = plan.egress ?? { mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], torTransPort: 0, policies: [] };
+    const egress = plan.egress ?? { mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], torTransPort: 0, torDnsPort: 0, policies: [] };
     const key = JSON.stringify(EgressPlan.toJSON(egress));
     if (key !== this.renderedKey) {
       // Names are not resolved in simulation: host entries render as empty sets, as for a node whose

@@ -1,6 +1,6 @@
 // Reports from agents are untrusted: every list is capped, names deduplicated, strings cut and
 // digests checked before anything reaches a status write.
-import { DutyStatus, EgressMode, ModelState, SecureBootState, ServiceState, type DutyResult, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DutyStatus, EgressMode, ModelState, SecureBootState, ServiceState, TorState, type DutyResult, type Report } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { sanitizeHello, sanitizeReport } from './report-status.js';
 
 const D = (c: string) => c.repeat(64);
@@ -126,4 +126,11 @@ it('reads fields of the wrong type as empty, so that the status stays valid', ()
   // A head is kept for the verifier, its byte fields bounded; a malformed one fails verification there.
   expect(s.auditHead).toEqual({ treeSize: -1, rootHash: Buffer.alloc(0), timestampUnixMillis: -1, signature: Buffer.alloc(0) });
   expect(s.planError).toBeUndefined();
+});
+
+it('maps the Tor client report, bounded, and leaves it out when the state is unknown', () => {
+  const s = sanitizeReport(report({ tor: { state: TorState.TOR_STATE_UNAVAILABLE, bootstrapPercent: 250, reason: 'r'.repeat(100), message: 'no consensus', restarts: 3 } }), 0);
+  expect(s.tor).toEqual({ state: 'Unavailable', bootstrapPercent: 0, reason: 'r'.repeat(63) + '…', message: 'no consensus', restarts: 3 });
+  expect(sanitizeReport(report({ tor: { state: TorState.TOR_STATE_AVAILABLE, bootstrapPercent: 100, reason: 'Bootstrapped', message: '', restarts: 0 } }), 0).tor).toEqual({ state: 'Available', bootstrapPercent: 100, reason: 'Bootstrapped' });
+  expect(sanitizeReport(report({ tor: { state: 77 as TorState, bootstrapPercent: 0, reason: '', message: '', restarts: 0 } }), 0).tor).toBeUndefined();
 });

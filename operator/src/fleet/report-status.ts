@@ -8,6 +8,7 @@ import type {
   NodeEgressStatus,
   NodeModelStatus,
   NodeServiceStatus,
+  NodeTorStatus,
   NodeVaultStatus,
 } from '../../../api/gen/crd-types.js';
 import { DUTY_NAMES, DutyReason, isDriftKind, isDutyName, isDutyReason } from '../../../api/proto/duty-results.js';
@@ -17,6 +18,7 @@ import {
   ModelState,
   SecureBootState,
   ServiceState,
+  TorState,
   type Hello,
   type Report,
   type SignedTreeHead,
@@ -34,6 +36,7 @@ export interface ReportedState {
   planError?: string;
   /** Each duty's last outcome, in DUTY_NAMES order. */
   duties: NodeDutyStatus[];
+  tor?: NodeTorStatus;
   egress?: NodeEgressStatus;
   vault?: NodeVaultStatus;
   attestation?: NodeAttestationStatus;
@@ -131,6 +134,26 @@ const DUTY_STATES: Partial<Record<DutyStatus, NodeDutyStatus['state']>> = {
   [DutyStatus.DUTY_STATUS_DRIFTED]: 'Drifted',
   [DutyStatus.DUTY_STATUS_FAILED]: 'Failed',
 };
+
+const TOR_STATES: Partial<Record<TorState, NodeTorStatus['state']>> = {
+  [TorState.TOR_STATE_NOT_CONFIGURED]: 'NotConfigured',
+  [TorState.TOR_STATE_AVAILABLE]: 'Available',
+  [TorState.TOR_STATE_UNAVAILABLE]: 'Unavailable',
+};
+
+function torOf(report: Report): NodeTorStatus | undefined {
+  const t = report.tor;
+  const state = t ? TOR_STATES[t.state] : undefined;
+  if (!t || !state) return undefined;
+  const percent = Number.isInteger(t.bootstrapPercent) && t.bootstrapPercent >= 0 && t.bootstrapPercent <= 100 ? t.bootstrapPercent : 0;
+  return {
+    state,
+    bootstrapPercent: percent,
+    ...(text(t.reason, 64) ? { reason: text(t.reason, 64) } : {}),
+    ...(text(t.message, 1024) ? { message: text(t.message, 1024) } : {}),
+    ...(count(t.restarts) > 0 ? { restarts: count(t.restarts) } : {}),
+  };
+}
 
 /** A timestamp an agent sent, if it is a plausible one (after 2001, before 2100). */
 function instant(value: unknown): string | undefined {
@@ -247,6 +270,7 @@ export function sanitizeReport(report: Report, receivedAt: number): ReportedStat
     ...(digest(report.planDigest) ? { appliedDigest: report.planDigest } : {}),
     ...(planError ? { planError } : {}),
     duties: dutiesOf(report),
+    ...(torOf(report) ? { tor: torOf(report) } : {}),
     ...(egress ? { egress } : {}),
     ...(vault ? { vault } : {}),
     ...(attestation ? { attestation } : {}),

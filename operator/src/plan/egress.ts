@@ -86,12 +86,17 @@ export function mergeEgress(versions: readonly EgressPolicyVersion[], labels: La
     : 0;
 
   const audit = matching.length > 0 && matching.every((p) => p.spec.mode === 'Audit');
+  const tor = matching.find((p) => p.spec.tor)?.spec.tor;
   return {
     mode: audit ? EgressMode.EGRESS_MODE_AUDIT : EgressMode.EGRESS_MODE_ENFORCE,
     allow,
     dns: { resolvers, queriesPerMinute },
-    // One Tor daemon per node: the first matching policy (by name) that configures Tor sets its port.
-    torTransPort: matching.find((p) => p.spec.tor)?.spec.tor?.transPort ?? 0,
+    // One Tor client per node: the first matching policy (by name) that configures Tor sets it up.
+    torTransPort: tor?.transPort ?? 0,
+    torDnsPort: tor?.dnsPort ?? 0,
+    torNetwork: tor?.network
+      ? { dirAuthorities: [...(tor.network.dirAuthorities ?? [])], relays: [...(tor.network.relays ?? [])].sort(), testingNetwork: tor.network.testingNetwork ?? false }
+      : undefined,
     policies: matching.map((p) => p.name),
   };
 }

@@ -81,7 +81,7 @@ function plan(over: Partial<NodePlanInputs> = {}) {
 describe('egress', () => {
   it('is a default deny in Enforce mode when no policy selects the node', () => {
     const { plan: p } = plan({ egressPolicies: [egress('other-pool', { nodeSelector: { matchLabels: { pool: 'research' } }, allow: [{ ip: '192.0.2.1' }] })] });
-    expect(p.egress).toEqual({ mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], dns: { resolvers: [], queriesPerMinute: 0 }, torTransPort: 0, policies: [] });
+    expect(p.egress).toEqual({ mode: EgressMode.EGRESS_MODE_ENFORCE, allow: [], dns: { resolvers: [], queriesPerMinute: 0 }, torTransPort: 0, torDnsPort: 0, torNetwork: undefined, policies: [] });
   });
 
   it('unions the allowlists of every matching policy, normalised, deduplicated and tagged by policy', () => {

@@ -11,7 +11,7 @@ export function rule({ ip, cidr, host, ports = [], protocol = Protocol.PROTOCOL_
 }
 
 export function plan(allow: RuleInput[], extra: Partial<EgressPlan> = {}): EgressPlan {
-  return { mode: EgressMode.EGRESS_MODE_ENFORCE, allow: allow.map(rule), dns: undefined, torTransPort: 0, policies: ['p'], ...extra };
+  return { mode: EgressMode.EGRESS_MODE_ENFORCE, allow: allow.map(rule), dns: undefined, torTransPort: 0, torDnsPort: 0, policies: ['p'], ...extra };
 }
 
 export interface GoldenCase {
@@ -75,7 +75,7 @@ export const GOLDEN_CASES: GoldenCase[] = [
     name: 'fail-closed',
     plan: plan([{ ip: '192.0.2.10', ports: [[443]], via: Via.VIA_TOR }, { host: 'a.example', ports: [[443]], via: Via.VIA_TOR }], {
       dns: { resolvers: ['192.0.2.53'], queriesPerMinute: 0 },
-      torTransPort: 0,
+      torTransPort: 0, torDnsPort: 0,
     }),
     allowEntries: 0,
   },

@@ -279,13 +279,14 @@ export function computeNodeStatus(inputs: NodeStatusInputs): SecAINodeStatus {
       ...(report.planError ? { error: report.planError } : {}),
     };
     if (report.duties.length) status.duties = report.duties;
+    if (report.tor) status.tor = report.tor;
     if (report.egress) status.egress = report.egress;
     if (report.vault) status.vault = report.vault;
     if (report.models.length) status.models = report.models;
     if (report.inference.length) status.inference = report.inference;
   } else {
     status.plan = { ...(existing?.plan ?? {}), generation: plan.generation, digest: plan.digest };
-    for (const key of ['duties', 'egress', 'vault', 'models', 'inference'] as const) {
+    for (const key of ['duties', 'tor', 'egress', 'vault', 'models', 'inference'] as const) {
       if (existing?.[key] !== undefined) (status as Record<string, unknown>)[key] = existing[key];
     }
   }

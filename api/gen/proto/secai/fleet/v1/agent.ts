@@ -318,6 +318,54 @@ export function dutyStatusToJSON(object: DutyStatus): string {
   }
 }
 
+export enum TorState {
+  TOR_STATE_UNSPECIFIED = 0,
+  /** TOR_STATE_NOT_CONFIGURED - The plan has no via: Tor entries: no Tor client runs. */
+  TOR_STATE_NOT_CONFIGURED = 1,
+  /** TOR_STATE_AVAILABLE - Bootstrapped, with a circuit: via: Tor traffic flows. */
+  TOR_STATE_AVAILABLE = 2,
+  /** TOR_STATE_UNAVAILABLE - Not (yet) able to carry traffic: via: Tor connections are refused, never sent direct. */
+  TOR_STATE_UNAVAILABLE = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function torStateFromJSON(object: any): TorState {
+  switch (object) {
+    case 0:
+    case "TOR_STATE_UNSPECIFIED":
+      return TorState.TOR_STATE_UNSPECIFIED;
+    case 1:
+    case "TOR_STATE_NOT_CONFIGURED":
+      return TorState.TOR_STATE_NOT_CONFIGURED;
+    case 2:
+    case "TOR_STATE_AVAILABLE":
+      return TorState.TOR_STATE_AVAILABLE;
+    case 3:
+    case "TOR_STATE_UNAVAILABLE":
+      return TorState.TOR_STATE_UNAVAILABLE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TorState.UNRECOGNIZED;
+  }
+}
+
+export function torStateToJSON(object: TorState): string {
+  switch (object) {
+    case TorState.TOR_STATE_UNSPECIFIED:
+      return "TOR_STATE_UNSPECIFIED";
+    case TorState.TOR_STATE_NOT_CONFIGURED:
+      return "TOR_STATE_NOT_CONFIGURED";
+    case TorState.TOR_STATE_AVAILABLE:
+      return "TOR_STATE_AVAILABLE";
+    case TorState.TOR_STATE_UNAVAILABLE:
+      return "TOR_STATE_UNAVAILABLE";
+    case TorState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum SecureBootState {
   SECURE_BOOT_STATE_UNSPECIFIED = 0,
   SECURE_BOOT_STATE_ENABLED = 1,
@@ -563,6 +611,19 @@ export interface EgressPlan {
   torTransPort: number;
   /** The EgressPolicies that contributed, sorted. */
   policies: string[];
+  /** The local Tor DNSPort: via: Tor host entries are resolved through it, never by a resolver; 0 when none. */
+  torDnsPort: number;
+  /** The Tor network the node's Tor client joins (unset: the public network's defaults). */
+  torNetwork?: TorNetwork | undefined;
+}
+
+export interface TorNetwork {
+  /** DirAuthority lines of a private or fleet-run network, in torrc syntax (validated by the CRD). */
+  dirAuthorities: string[];
+  /** Networks (CIDR) of the network's authorities and relays: only the node's Tor client may connect there. */
+  relays: string[];
+  /** TestingTorNetwork 1: a private network's fast consensus timing (labs, never production). */
+  testingNetwork: boolean;
 }
 
 export interface EgressRule {
@@ -694,6 +755,10 @@ export interface Report {
   services: ServiceReport[];
   auditHead?: SignedTreeHead | undefined;
   observedUnixMillis: number;
+  /** The node's Tor client, when its plan has via: Tor entries. */
+  tor?:
+    | TorReport
+    | undefined;
   /**
    * One per duty: how its last convergence ended. The operator judges compliance from these codes,
    * never from message text.
@@ -740,6 +805,16 @@ export interface Drift {
    * the duty has re-judged the changed state).
    */
   repairedUnixMillis: number;
+}
+
+export interface TorReport {
+  state: TorState;
+  /** Tor's own bootstrap progress, 0 to 100. */
+  bootstrapPercent: number;
+  /** A stable code: Bootstrapped, Bootstrapping, NoConsensus, NotRunning, Crashing, ... */
+  reason: string;
+  message: string;
+  restarts: number;
 }
 
 export interface EgressReport {
@@ -1901,7 +1976,7 @@ export const NodePlan: MessageFns<NodePlan> = {
 };
 
 function createBaseEgressPlan(): EgressPlan {
-  return { mode: 0, allow: [], dns: undefined, torTransPort: 0, policies: [] };
+  return { mode: 0, allow: [], dns: undefined, torTransPort: 0, policies: [], torDnsPort: 0, torNetwork: undefined };
 }
 
 export const EgressPlan: MessageFns<EgressPlan> = {
@@ -1920,6 +1995,12 @@ export const EgressPlan: MessageFns<EgressPlan> = {
     }
     for (const v of message.policies) {
       writer.uint32(42).string(v!);
+    }
+    if (message.torDnsPort !== 0) {
+      writer.uint32(48).uint32(message.torDnsPort);
+    }
+    if (message.torNetwork !== undefined) {
+      TorNetwork.encode(message.torNetwork, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1977,6 +2058,22 @@ export const EgressPlan: MessageFns<EgressPlan> = {
             message.policies.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.torDnsPort = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.torNetwork = TorNetwork.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2000,6 +2097,16 @@ export const EgressPlan: MessageFns<EgressPlan> = {
         ? globalThis.Number(object.tor_trans_port)
         : 0,
       policies: globalThis.Array.isArray(object?.policies) ? object.policies.map((e: any) => globalThis.String(e)) : [],
+      torDnsPort: isSet(object.torDnsPort)
+        ? globalThis.Number(object.torDnsPort)
+        : isSet(object.tor_dns_port)
+        ? globalThis.Number(object.tor_dns_port)
+        : 0,
+      torNetwork: isSet(object.torNetwork)
+        ? TorNetwork.fromJSON(object.torNetwork)
+        : isSet(object.tor_network)
+        ? TorNetwork.fromJSON(object.tor_network)
+        : undefined,
     };
   },
 
@@ -2020,6 +2127,12 @@ export const EgressPlan: MessageFns<EgressPlan> = {
     if (message.policies?.length) {
       obj.policies = message.policies;
     }
+    if (message.torDnsPort !== 0) {
+      obj.torDnsPort = Math.round(message.torDnsPort);
+    }
+    if (message.torNetwork !== undefined) {
+      obj.torNetwork = TorNetwork.toJSON(message.torNetwork);
+    }
     return obj;
   },
 
@@ -2033,6 +2146,119 @@ export const EgressPlan: MessageFns<EgressPlan> = {
     message.dns = (object.dns !== undefined && object.dns !== null) ? DnsPlan.fromPartial(object.dns) : undefined;
     message.torTransPort = object.torTransPort ?? 0;
     message.policies = object.policies?.map((e) => e) || [];
+    message.torDnsPort = object.torDnsPort ?? 0;
+    message.torNetwork = (object.torNetwork !== undefined && object.torNetwork !== null)
+      ? TorNetwork.fromPartial(object.torNetwork)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTorNetwork(): TorNetwork {
+  return { dirAuthorities: [], relays: [], testingNetwork: false };
+}
+
+export const TorNetwork: MessageFns<TorNetwork> = {
+  encode(message: TorNetwork, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.dirAuthorities) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.relays) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.testingNetwork !== false) {
+      writer.uint32(24).bool(message.testingNetwork);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TorNetwork {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTorNetwork();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dirAuthorities.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.relays.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.testingNetwork = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TorNetwork {
+    return {
+      dirAuthorities: globalThis.Array.isArray(object?.dirAuthorities)
+        ? object.dirAuthorities.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.dir_authorities)
+        ? object.dir_authorities.map((e: any) => globalThis.String(e))
+        : [],
+      relays: globalThis.Array.isArray(object?.relays) ? object.relays.map((e: any) => globalThis.String(e)) : [],
+      testingNetwork: isSet(object.testingNetwork)
+        ? globalThis.Boolean(object.testingNetwork)
+        : isSet(object.testing_network)
+        ? globalThis.Boolean(object.testing_network)
+        : false,
+    };
+  },
+
+  toJSON(message: TorNetwork): unknown {
+    const obj: any = {};
+    if (message.dirAuthorities?.length) {
+      obj.dirAuthorities = message.dirAuthorities;
+    }
+    if (message.relays?.length) {
+      obj.relays = message.relays;
+    }
+    if (message.testingNetwork !== false) {
+      obj.testingNetwork = message.testingNetwork;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TorNetwork>, I>>(base?: I): TorNetwork {
+    return TorNetwork.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TorNetwork>, I>>(object: I): TorNetwork {
+    const message = createBaseTorNetwork();
+    message.dirAuthorities = object.dirAuthorities?.map((e) => e) || [];
+    message.relays = object.relays?.map((e) => e) || [];
+    message.testingNetwork = object.testingNetwork ?? false;
     return message;
   },
 };
@@ -3769,6 +3995,7 @@ function createBaseReport(): Report {
     services: [],
     auditHead: undefined,
     observedUnixMillis: 0,
+    tor: undefined,
     duties: [],
   };
 }
@@ -3804,6 +4031,9 @@ export const Report: MessageFns<Report> = {
     }
     if (message.observedUnixMillis !== 0) {
       writer.uint32(80).int64(message.observedUnixMillis);
+    }
+    if (message.tor !== undefined) {
+      TorReport.encode(message.tor, writer.uint32(98).fork()).join();
     }
     for (const v of message.duties) {
       DutyResult.encode(v!, writer.uint32(90).fork()).join();
@@ -3904,6 +4134,14 @@ export const Report: MessageFns<Report> = {
             message.observedUnixMillis = longToNumber(reader.int64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.tor = TorReport.decode(reader, reader.uint32());
+            continue;
+          }
           case 11: {
             if (tag !== 90) {
               break;
@@ -3958,6 +4196,7 @@ export const Report: MessageFns<Report> = {
         : isSet(object.observed_unix_millis)
         ? globalThis.Number(object.observed_unix_millis)
         : 0,
+      tor: isSet(object.tor) ? TorReport.fromJSON(object.tor) : undefined,
       duties: globalThis.Array.isArray(object?.duties)
         ? object.duties.map((e: any) => DutyResult.fromJSON(e))
         : [],
@@ -3996,6 +4235,9 @@ export const Report: MessageFns<Report> = {
     if (message.observedUnixMillis !== 0) {
       obj.observedUnixMillis = Math.round(message.observedUnixMillis);
     }
+    if (message.tor !== undefined) {
+      obj.tor = TorReport.toJSON(message.tor);
+    }
     if (message.duties?.length) {
       obj.duties = message.duties.map((e) => DutyResult.toJSON(e));
     }
@@ -4025,6 +4267,7 @@ export const Report: MessageFns<Report> = {
       ? SignedTreeHead.fromPartial(object.auditHead)
       : undefined;
     message.observedUnixMillis = object.observedUnixMillis ?? 0;
+    message.tor = (object.tor !== undefined && object.tor !== null) ? TorReport.fromPartial(object.tor) : undefined;
     message.duties = object.duties?.map((e) => DutyResult.fromPartial(e)) || [];
     return message;
   },
@@ -4397,6 +4640,143 @@ export const Drift: MessageFns<Drift> = {
     message.detail = object.detail ?? "";
     message.detectedUnixMillis = object.detectedUnixMillis ?? 0;
     message.repairedUnixMillis = object.repairedUnixMillis ?? 0;
+    return message;
+  },
+};
+
+function createBaseTorReport(): TorReport {
+  return { state: 0, bootstrapPercent: 0, reason: "", message: "", restarts: 0 };
+}
+
+export const TorReport: MessageFns<TorReport> = {
+  encode(message: TorReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.bootstrapPercent !== 0) {
+      writer.uint32(16).uint32(message.bootstrapPercent);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    if (message.restarts !== 0) {
+      writer.uint32(40).uint32(message.restarts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TorReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTorReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bootstrapPercent = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.restarts = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TorReport {
+    return {
+      state: isSet(object.state) ? torStateFromJSON(object.state) : 0,
+      bootstrapPercent: isSet(object.bootstrapPercent)
+        ? globalThis.Number(object.bootstrapPercent)
+        : isSet(object.bootstrap_percent)
+        ? globalThis.Number(object.bootstrap_percent)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      restarts: isSet(object.restarts) ? globalThis.Number(object.restarts) : 0,
+    };
+  },
+
+  toJSON(message: TorReport): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = torStateToJSON(message.state);
+    }
+    if (message.bootstrapPercent !== 0) {
+      obj.bootstrapPercent = Math.round(message.bootstrapPercent);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.restarts !== 0) {
+      obj.restarts = Math.round(message.restarts);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TorReport>, I>>(base?: I): TorReport {
+    return TorReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TorReport>, I>>(object: I): TorReport {
+    const message = createBaseTorReport();
+    message.state = object.state ?? 0;
+    message.bootstrapPercent = object.bootstrapPercent ?? 0;
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
+    message.restarts = object.restarts ?? 0;
     return message;
   },
 };

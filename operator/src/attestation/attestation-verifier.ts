@@ -374,8 +374,10 @@ export class AttestationVerifier implements AttestationVerdicts {
     }
     try {
       if (state.checkedSession !== session.connectedAt) {
+        // A failure of the identity check throws; one left from before (QuoteStale after the
+        // agent was away) must not stop the quote that would clear it.
         await this.checkIdentity(node, state);
-        if (this.states.get(node) !== state || state.failure) return;
+        if (this.states.get(node) !== state) return;
         state.checkedSession = session.connectedAt;
       }
       await this.quote(node, state, selection);

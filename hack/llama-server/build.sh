@@ -13,9 +13,12 @@ bundle="$root/node_modules/node-llama-cpp/llama/gitRelease.bundle"
 [ -f "$bundle" ] || { echo "llama-server: $bundle is missing: run npm install first" >&2; exit 1; }
 commit=$(git bundle list-heads "$bundle" | awk '$2 == "HEAD" { print $1 }')
 [[ $commit =~ ^[0-9a-f]{40}$ ]] || { echo "llama-server: cannot read the bundle's commit" >&2; exit 1; }
-# The prebuilt @node-llama-cpp/linux-x64 binaries are not built for the host CPU; neither is this.
-flags=(-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF)
-key=$(printf '%s\n' "$commit" "${flags[@]}" "$(cmake --version | head -1)" "$(gcc --version | head -1)" | sha256sum | cut -c1-16)
+# Built for this CPU (GGML_NATIVE): the prebuilt @node-llama-cpp/linux-x64 picks, at run time, the
+# best of its CPU variants for the host; a native build is what someone choosing llama-server on
+# this machine would run, so the comparison does not favour the worker.
+flags=(-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF)
+# Native code is for this CPU: its model name is part of the key.
+key=$(printf '%s\n' "$commit" "${flags[@]}" "$(cmake --version | head -1)" "$(gcc --version | head -1)" "$(grep -m1 'model name' /proc/cpuinfo)" | sha256sum | cut -c1-16)
 cache=${SECAI_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/secai-fleet/tools}/llama-server/$commit/$key
 if [ -x "$cache/llama-server" ]; then
   echo "$cache/llama-server"

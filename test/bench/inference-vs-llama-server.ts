@@ -95,9 +95,12 @@ async function streamCompletion(url: string, token: string | undefined, model: s
   let first: number | undefined;
   let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
   let buffered = '';
+  let seen = '';
   const decoder = new TextDecoder();
   for await (const chunk of response.body) {
-    buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+    const text = decoder.decode(chunk as Uint8Array, { stream: true });
+    buffered += text;
+    if (seen.length < 2000) seen += text;
     let at: number;
     while ((at = buffered.indexOf('\n\n')) >= 0) {
       const event = buffered.slice(0, at).trim();
@@ -109,7 +112,7 @@ async function streamCompletion(url: string, token: string | undefined, model: s
     }
   }
   const ended = performance.now();
-  if (first === undefined || !usage) throw new Error(`${url}: the stream had no token or no usage`);
+  if (first === undefined || !usage) throw new Error(`${url}: the stream had no token or no usage: ${seen.slice(0, 600)}`);
   return { ttftMs: first - started, totalMs: ended - started, promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens };
 }
 

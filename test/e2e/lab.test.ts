@@ -5,7 +5,7 @@
 // a key; revocation stops serving; every node is attested from verified TPM quotes, and a PCR
 // changed behind the event log's back is caught; `lab down` leaves nothing behind.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resourcePath } from '../../api/crd/paths.js';
@@ -179,7 +179,7 @@ it('heals a deleted egress table: a Warning Event, Compliant=False, the repair r
   }
 }, 120_000);
 
-it('kubectl secai (found on PATH by the real kubectl) shows the fleet and explains a node', () => {
+it('kubectl secai (found on PATH by the real kubectl) shows the fleet, explains a node and collects its evidence', () => {
   const pluginDir = mkdtempSync(join(tmpdir(), 'kubectl-plugins-'));
   try {
     symlinkSync(join(REPO_ROOT, 'bin', 'kubectl-secai.mjs'), join(pluginDir, 'kubectl-secai'));
@@ -196,6 +196,25 @@ it('kubectl secai (found on PATH by the real kubectl) shows the fleet and explai
     expect(why).toContain(`${topology.nodes[0]!.name} is Ready, Compliant, Attested and AuditVerified.`);
     // The drift healed earlier in this run is in the node's Events.
     expect(why).toMatch(/Warning\s+EgressDrift: egress: table-missing/);
+
+    // Evidence: collected by the operator from the agent, signed, and verified offline.
+    const file = join(pluginDir, 'evidence.json');
+    const collected = kubectl('secai', 'evidence', topology.nodes[0]!.name, '-o', file, '-n', 'secai-system');
+    expect(collected).toContain('the bundle verifies');
+    expect(collected).toMatch(/OK\s+attestation: the TPM holding the AK the operator enrolled/);
+    const offline = execFileSync(join(REPO_ROOT, 'bin', 'kubectl-secai.mjs'), ['verify', file], { env: { PATH: env.PATH }, encoding: 'utf8' });
+    expect(offline).toMatch(/OK\s+auditLog: the node's log of \d+ entries/);
+    expect(offline).toMatch(new RegExp(`OK\\s+models: 1 trusted model\\(s\\).*${LAB_MODEL}`));
+    const bundle = JSON.parse(readFileSync(file, 'utf8')) as { parts: { plan: { rulesetDigest: string } } };
+    bundle.parts.plan.rulesetDigest = '0'.repeat(64);
+    writeFileSync(file, JSON.stringify(bundle));
+    let failed = '';
+    try {
+      execFileSync(join(REPO_ROOT, 'bin', 'kubectl-secai.mjs'), ['verify', file], { env: { PATH: env.PATH }, encoding: 'utf8' });
+    } catch (error) {
+      failed = (error as { stdout: string }).stdout;
+    }
+    expect(failed).toMatch(/FAIL\s+plan: altered after the operator signed the bundle/);
   } finally {
     rmSync(pluginDir, { recursive: true, force: true });
   }

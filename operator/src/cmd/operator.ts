@@ -7,6 +7,8 @@ import pino, { type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createEgressPolicyController } from '../controllers/egresspolicy/controller.js';
 import { createAuditLogController } from '../controllers/auditlog/controller.js';
+import { createEvidenceController } from '../controllers/evidence/controller.js';
+import { ensureEvidenceKey, type EvidenceKey } from '../evidence/evidence-key.js';
 import { createInferenceServiceController } from '../controllers/inferenceservice/controller.js';
 import { createModelController } from '../controllers/model/controller.js';
 import { createNodeController } from '../controllers/node/controller.js';
@@ -122,6 +124,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   });
   const plans = new PlanPublisher();
   let channel: AgentChannelServer | undefined;
+  let evidenceKey: Promise<EvidenceKey> | undefined;
   const events = new KubeEventRecorder({ client, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger });
   const applier = new Applier(client, FIELD_MANAGER);
   const intake = new NodeReportIntake({
@@ -196,6 +199,23 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       runtimeMetrics,
       onFailure: (node, verdict) =>
         void lockVaultOnAuditFailure({ plans, commander: () => channel, secaiNode: (n) => caches.secaiNodes.get(n), events, logger }, node, verdict),
+    }),
+    createEvidenceController({
+      client,
+      namespace: opts.namespace,
+      fieldManager: FIELD_MANAGER,
+      secaiNodes: caches.secaiNodes,
+      secaiNode: (node) => caches.secaiNodes.get(node),
+      status: (node, cached) => applier.observedStatus<SecAINodeStatus>(resourcePath('secainodes', node), cached),
+      observations: (node) => intake.observations(node),
+      commander: () => channel,
+      // Made on first use: an operator that is never asked for evidence needs no key.
+      key: () => (evidenceKey ??= ensureEvidenceKey(client, opts.namespace, FIELD_MANAGER)),
+      events,
+      clock,
+      intake,
+      logger,
+      runtimeMetrics,
     }),
   ];
 

@@ -11,7 +11,7 @@
 // whole store on a slow cadence (daily by default) catches bit changes no stat shows.
 import { type FSWatcher, watch as watchDirectory } from 'node:fs';
 import type { Logger } from 'pino';
-import { DutyStatus, ModelState, type ModelPlan, type ModelReport, type NodePlan, type Report } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
+import { DutyStatus, ModelState, type Command, type CommandResult, type ModelPlan, type ModelReport, type NodePlan, type Report } from '../../../../api/gen/proto/secai/fleet/v1/agent.js';
 import { DriftKind, DutyReason } from '../../../../api/proto/duty-results.js';
 import type { AuditSink } from '../../audit/audit-sink.js';
 import type { TrustedModels } from '../../inference/inference-service-manager.js';
@@ -28,6 +28,9 @@ const RETRY_MAX_MS = 10 * 60_000;
 export const STORE_RESYNC_MS = 5_000;
 /** How often every trusted artifact is hashed in full. */
 export const STORE_REHASH_MS = 24 * 60 * 60_000;
+/** An evidence bundle carries at most this many manifests, in all this many bytes (a ConfigMap holds 1 MiB). */
+const MAX_EVIDENCE_MANIFESTS = 256;
+const MAX_EVIDENCE_MANIFEST_BYTES = 512 * 1024;
 /** Filesystem events within this window wake one run. */
 const WATCH_DEBOUNCE_MS = 20;
 
@@ -324,6 +327,24 @@ export class QuarantineDuty implements Duty, TrustedModels {
     const busy = [...this.entries.values()].filter((e) => e.report.state === ModelState.MODEL_STATE_SCANNING || e.report.state === ModelState.MODEL_STATE_PENDING).length;
     if (busy > 0) return { status: DutyStatus.DUTY_STATUS_PROGRESSING, reason: DutyReason.Progressing, message: `${busy} model(s) in quarantine`, requeueAfterMs };
     return { status: DutyStatus.DUTY_STATUS_OK, reason: DutyReason.Converged, message: `${this.trusted.size} trusted artifact(s) in the store as recorded`, requeueAfterMs };
+  }
+
+  /** For an evidence bundle: the manifest of every digest trusted and served now, bounded. */
+  async handleCommand(command: Command): Promise<CommandResult | undefined> {
+    if (command.body?.$case !== 'readTrustedManifests') return undefined;
+    const manifests: { sha256: string; manifestJson: Buffer }[] = [];
+    let bytes = 0;
+    for (const sha256 of [...this.trusted].filter((sha) => !this.suspended.has(sha)).sort().slice(0, MAX_EVIDENCE_MANIFESTS)) {
+      const manifest = await this.opts.deps.store.lookup(sha256);
+      if (!manifest) continue;
+      const json = Buffer.from(JSON.stringify(manifest));
+      if (bytes + json.length > MAX_EVIDENCE_MANIFEST_BYTES) {
+        return { id: command.id, error: `the trusted manifests exceed ${MAX_EVIDENCE_MANIFEST_BYTES} bytes`, body: undefined };
+      }
+      bytes += json.length;
+      manifests.push({ sha256, manifestJson: json });
+    }
+    return { id: command.id, error: '', body: { $case: 'trustedManifests', value: { manifests } } };
   }
 
   async contribute(report: Report): Promise<void> {

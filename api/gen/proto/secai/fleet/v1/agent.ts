@@ -884,7 +884,24 @@ export interface Command {
     { $case: "readAttestationIdentity"; value: ReadAttestationIdentity }
     | { $case: "activateCredential"; value: ActivateCredential }
     | { $case: "quote"; value: QuoteRequest }
+    | //
+    /** Evidence (numbers from 30 on). */
+    { $case: "readTrustedManifests"; value: ReadTrustedManifests }
     | undefined;
+}
+
+/** Asks for the quarantine manifest of every artifact the node trusts (for an evidence bundle). */
+export interface ReadTrustedManifests {
+}
+
+export interface TrustedManifests {
+  manifests: TrustedManifest[];
+}
+
+export interface TrustedManifest {
+  sha256: string;
+  /** The manifest JSON as the node's trusted store holds it (bounded by the agent). */
+  manifestJson: Buffer;
 }
 
 export interface LockVault {
@@ -914,6 +931,7 @@ export interface CommandResult {
     | { $case: "attestationIdentity"; value: AttestationIdentity }
     | { $case: "activatedCredential"; value: ActivatedCredential }
     | { $case: "quote"; value: Quote }
+    | { $case: "trustedManifests"; value: TrustedManifests }
     | undefined;
 }
 
@@ -5748,6 +5766,9 @@ export const Command: MessageFns<Command> = {
       case "quote":
         QuoteRequest.encode(message.body.value, writer.uint32(178).fork()).join();
         break;
+      case "readTrustedManifests":
+        ReadTrustedManifests.encode(message.body.value, writer.uint32(242).fork()).join();
+        break;
     }
     return writer;
   },
@@ -5832,6 +5853,17 @@ export const Command: MessageFns<Command> = {
             message.body = { $case: "quote", value: QuoteRequest.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.body = {
+              $case: "readTrustedManifests",
+              value: ReadTrustedManifests.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5876,6 +5908,10 @@ export const Command: MessageFns<Command> = {
         ? { $case: "activateCredential", value: ActivateCredential.fromJSON(object.activate_credential) }
         : isSet(object.quote)
         ? { $case: "quote", value: QuoteRequest.fromJSON(object.quote) }
+        : isSet(object.readTrustedManifests)
+        ? { $case: "readTrustedManifests", value: ReadTrustedManifests.fromJSON(object.readTrustedManifests) }
+        : isSet(object.read_trusted_manifests)
+        ? { $case: "readTrustedManifests", value: ReadTrustedManifests.fromJSON(object.read_trusted_manifests) }
         : undefined,
     };
   },
@@ -5899,6 +5935,8 @@ export const Command: MessageFns<Command> = {
       obj.activateCredential = ActivateCredential.toJSON(message.body.value);
     } else if (message.body?.$case === "quote") {
       obj.quote = QuoteRequest.toJSON(message.body.value);
+    } else if (message.body?.$case === "readTrustedManifests") {
+      obj.readTrustedManifests = ReadTrustedManifests.toJSON(message.body.value);
     }
     return obj;
   },
@@ -5955,7 +5993,225 @@ export const Command: MessageFns<Command> = {
         }
         break;
       }
+      case "readTrustedManifests": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "readTrustedManifests", value: ReadTrustedManifests.fromPartial(object.body.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseReadTrustedManifests(): ReadTrustedManifests {
+  return {};
+}
+
+export const ReadTrustedManifests: MessageFns<ReadTrustedManifests> = {
+  encode(_: ReadTrustedManifests, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadTrustedManifests {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadTrustedManifests();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReadTrustedManifests {
+    return {};
+  },
+
+  toJSON(_: ReadTrustedManifests): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReadTrustedManifests>, I>>(base?: I): ReadTrustedManifests {
+    return ReadTrustedManifests.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReadTrustedManifests>, I>>(_: I): ReadTrustedManifests {
+    const message = createBaseReadTrustedManifests();
+    return message;
+  },
+};
+
+function createBaseTrustedManifests(): TrustedManifests {
+  return { manifests: [] };
+}
+
+export const TrustedManifests: MessageFns<TrustedManifests> = {
+  encode(message: TrustedManifests, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.manifests) {
+      TrustedManifest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrustedManifests {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrustedManifests();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.manifests.push(TrustedManifest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrustedManifests {
+    return {
+      manifests: globalThis.Array.isArray(object?.manifests)
+        ? object.manifests.map((e: any) => TrustedManifest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TrustedManifests): unknown {
+    const obj: any = {};
+    if (message.manifests?.length) {
+      obj.manifests = message.manifests.map((e) => TrustedManifest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrustedManifests>, I>>(base?: I): TrustedManifests {
+    return TrustedManifests.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrustedManifests>, I>>(object: I): TrustedManifests {
+    const message = createBaseTrustedManifests();
+    message.manifests = object.manifests?.map((e) => TrustedManifest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTrustedManifest(): TrustedManifest {
+  return { sha256: "", manifestJson: Buffer.alloc(0) };
+}
+
+export const TrustedManifest: MessageFns<TrustedManifest> = {
+  encode(message: TrustedManifest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    if (message.manifestJson.length !== 0) {
+      writer.uint32(18).bytes(message.manifestJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrustedManifest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrustedManifest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.manifestJson = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrustedManifest {
+    return {
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      manifestJson: isSet(object.manifestJson)
+        ? Buffer.from(bytesFromBase64(object.manifestJson))
+        : isSet(object.manifest_json)
+        ? Buffer.from(bytesFromBase64(object.manifest_json))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: TrustedManifest): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.manifestJson.length !== 0) {
+      obj.manifestJson = base64FromBytes(message.manifestJson);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrustedManifest>, I>>(base?: I): TrustedManifest {
+    return TrustedManifest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrustedManifest>, I>>(object: I): TrustedManifest {
+    const message = createBaseTrustedManifest();
+    message.sha256 = object.sha256 ?? "";
+    message.manifestJson = object.manifestJson ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -6265,6 +6521,9 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "quote":
         Quote.encode(message.body.value, writer.uint32(178).fork()).join();
         break;
+      case "trustedManifests":
+        TrustedManifests.encode(message.body.value, writer.uint32(242).fork()).join();
+        break;
     }
     return writer;
   },
@@ -6338,6 +6597,14 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.body = { $case: "quote", value: Quote.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.body = { $case: "trustedManifests", value: TrustedManifests.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6372,6 +6639,10 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "activatedCredential", value: ActivatedCredential.fromJSON(object.activated_credential) }
         : isSet(object.quote)
         ? { $case: "quote", value: Quote.fromJSON(object.quote) }
+        : isSet(object.trustedManifests)
+        ? { $case: "trustedManifests", value: TrustedManifests.fromJSON(object.trustedManifests) }
+        : isSet(object.trusted_manifests)
+        ? { $case: "trustedManifests", value: TrustedManifests.fromJSON(object.trusted_manifests) }
         : undefined,
     };
   },
@@ -6394,6 +6665,8 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.activatedCredential = ActivatedCredential.toJSON(message.body.value);
     } else if (message.body?.$case === "quote") {
       obj.quote = Quote.toJSON(message.body.value);
+    } else if (message.body?.$case === "trustedManifests") {
+      obj.trustedManifests = TrustedManifests.toJSON(message.body.value);
     }
     return obj;
   },
@@ -6433,6 +6706,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "quote": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "quote", value: Quote.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "trustedManifests": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "trustedManifests", value: TrustedManifests.fromPartial(object.body.value) };
         }
         break;
       }

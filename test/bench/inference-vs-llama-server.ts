@@ -3,7 +3,7 @@
 // llama.cpp sources the worker runs (hack/llama-server/build.sh, from node-llama-cpp's bundle).
 // Same GGUF (a 134 M parameter Q8_0 llama written by PyPI gguf: make-bench-model.py), same threads,
 // same per-request context, CPU, the two servers measured in one run, interleaved per round.
-// Each request streams a completion of a fixed prompt with include_usage: time to first token, then
+// Each request streams a completion of a fixed-length prompt with include_usage: time to first token, then
 // prompt tokens / time to first token (prompt processing) and generated tokens after the first /
 // the rest of the stream (generation); at 1, 2 and 4 requests at once, also the aggregate
 // generation rate (all generated tokens / wall time of the round).
@@ -50,8 +50,15 @@ const CONCURRENCY = [1, 2, 4];
 const MAX_TOKENS = 64;
 const CONTEXT = 1024;
 const GGUF_PY_VERSION = '0.19.0';
-// About 400 tokens of the model's own vocabulary (it spells `w<n>` words).
-const PROMPT = Array.from({ length: 400 }, (_, i) => `w${(i * 37) % 5000}`).join(' ');
+// Words of the model's vocabulary; its tokenizer makes about seven tokens of each (~600 in all).
+const PROMPT = Array.from({ length: 80 }, (_, i) => `w${(i * 37) % 5000}`).join(' ');
+/**
+ * Each request starts with a word of its own: both servers keep a sequence's tokens and reuse a
+ * common prefix (llama-server's prompt cache, node-llama-cpp's context sequence), which would turn
+ * prompt processing into a cache hit.
+ */
+let requestCounter = 0;
+const uniquePrompt = () => `w${10_000 + (requestCounter++ % 20_000)} ${PROMPT}`;
 
 function cacheDir(): string {
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'secai-fleet', 'bench-models');
@@ -89,7 +96,7 @@ async function streamCompletion(url: string, token: string | undefined, model: s
   const response = await fetch(`${url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ model, prompt: PROMPT, max_tokens: MAX_TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({ model, prompt: uniquePrompt(), max_tokens: MAX_TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } }),
   });
   if (response.status !== 200 || !response.body) throw new Error(`${url} answered ${response.status}: ${await response.text()}`);
   let first: number | undefined;

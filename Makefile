@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 TSX := tsx
 
-.PHONY: deps tools build test test-alerts generate cluster-up cluster-down lab lab-down
+.PHONY: deps tools build test test-alerts generate cluster-up cluster-down lab lab-down bench-inference
 
 node_modules: package.json package-lock.json
 	npm install --no-save --no-fund --no-audit
@@ -48,3 +48,8 @@ lab: node_modules tools
 
 lab-down: node_modules
 	$(TSX) hack/lab/lab.ts down
+
+# The serving path (agent API + sandboxed worker) against llama.cpp's own llama-server, same model,
+# threads and context, CPU; exits non-zero below the bars (0.95x throughput, 1.1x time to first token).
+bench-inference: node_modules
+	$(TSX) test/bench/inference-vs-llama-server.ts 5 --assert

@@ -248,7 +248,22 @@ export function describeComparison(c: InferenceComparison): string {
   return lines.join('\n');
 }
 
+/** The issue's bars: throughput at least 0.95x llama-server's, time to first token at most 1.1x. */
+export function barsMissed(c: InferenceComparison): string[] {
+  const missed: string[] = [];
+  c.ours.forEach((a, i) => {
+    const b = c.llamaServer[i]!;
+    if (a.promptTokensPerSecond < 0.95 * b.promptTokensPerSecond) missed.push(`${a.concurrency} at once: prompt throughput below 0.95x`);
+    if (a.generationTokensPerSecond < 0.95 * b.generationTokensPerSecond) missed.push(`${a.concurrency} at once: generation throughput below 0.95x`);
+    if (a.ttftMs > 1.1 * b.ttftMs) missed.push(`${a.concurrency} at once: time to first token above 1.1x`);
+  });
+  return missed;
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const comparison = await compareWithLlamaServer(Number(process.argv[2] ?? 5));
   process.stdout.write(`${describeComparison(comparison)}\n`);
+  const missed = barsMissed(comparison);
+  if (missed.length > 0) process.stdout.write(`bars missed: ${missed.join('; ')}\n`);
+  if (process.argv.includes('--assert') && missed.length > 0) process.exitCode = 1;
 }

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 TSX := tsx
 
-.PHONY: deps tools build test test-alerts generate cluster-up cluster-down lab lab-down bench-inference
+.PHONY: deps tools node-tools images build test test-alerts generate cluster-up cluster-down lab lab-down bench-inference
 
 node_modules: package.json package-lock.json
 	npm install --no-save --no-fund --no-audit
@@ -19,11 +19,21 @@ deps:
 tools:
 	hack/install-tools.sh
 
+# The node components and image tools (hack/install-tools.sh node): kubelet, kube-controller-manager,
+# kube-scheduler, kube-proxy, containerd, runc, CNI plugins, CoreDNS, umoci, crane; cached like `tools`.
+node-tools:
+	hack/install-tools.sh node
+
+# The signed images (root): secai-fleet and pause as OCI archives in dist/images/ (hack/images/build.sh).
+images: node_modules tools node-tools
+	hack/images/build.sh dist/images
+
 # The operator's bundle, dist/operator.mjs (operator/build.ts); the tests and the lab build it too.
 build: node_modules
 	$(TSX) operator/build.ts
 
-test: node_modules tools
+# The runtime and image tests (test/cluster/, test/images/) need the node components.
+test: node_modules tools node-tools
 	hack/run-tests.sh
 
 # The alert rules alone: promtool checks the chart's rule file and runs test/alerts/*.promtool.yaml.

@@ -164,7 +164,10 @@ check_pin() {
 cache_key_of() {
   local mod
   mod=$(module_of "$1")
-  { cat "$here/tools/$mod/go.mod" "$here/tools/$mod/go.sum"; ldflags_of "$1"; tags_of "$1"; cgo_of "$1"
+  # Tags and cgo enter the key only where set, so the keys of the other tools stay as they were.
+  { cat "$here/tools/$mod/go.mod" "$here/tools/$mod/go.sum"; ldflags_of "$1"
+    [ -z "$(tags_of "$1")" ] || echo "tags=$(tags_of "$1")"
+    [ "$(cgo_of "$1")" = 0 ] || echo "cgo=$(cgo_of "$1")"
     go version; } \
     | sha256sum | cut -c1-16
 }

@@ -41,6 +41,7 @@ done
 [ "$(id -u)" = 0 ] || { echo "build.sh: needs root (the image roots hold root-owned files)" >&2; exit 1; }
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct)}
 created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
+history=(--history.created="$created" --history.author=secai-fleet)
 version=$(node -p 'require(process.argv[1]).version' "$repo/package.json")
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -104,11 +105,13 @@ build_app_tree() {
   # Tracked sources of the working tree, without tests.
   (cd "$repo" && git ls-files -z --cached --others --exclude-standard -- api agents/src bin \
     | grep -zv '\.test\.ts$' | xargs -0 cp --parents -t "$dest")
-  cp -r "$repo/dist" "$dest/dist"
-  # From npm's cache only (make node_modules filled it); install scripts do not run: what they
-  # would fetch or build is not part of the image.
-  (cd "$dest" && npm ci --omit=dev --offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) || {
-    echo "build.sh: npm ci --offline failed: the npm cache lacks a production dependency (run make node_modules)" >&2
+  mkdir -p "$dest/dist"
+  cp "$repo/dist/operator.mjs" "$repo/dist/operator.mjs.map" "$dest/dist/"
+  # The lockfile's versions, from npm's cache only (make node_modules filled it). Not `npm ci`: the
+  # lockfile leaves out other platforms' optional packages, which npm ci counts as out of sync. No
+  # install scripts: what they would fetch or build is not part of the image.
+  (cd "$dest" && npm install --omit=dev --offline --ignore-scripts --no-save --no-audit --no-fund --loglevel=error >/dev/null) || {
+    echo "build.sh: npm install --offline failed: the npm cache lacks a production dependency (run make node_modules)" >&2
     return 1
   }
   rm -rf "$dest/node_modules/.package-lock.json"
@@ -129,16 +132,16 @@ compile_native_helpers() {
   done
 }
 
-# umoci's layout, with the image config and no build-time history; then an OCI archive.
+# umoci's layout; then an OCI archive. History entries carry the epoch, not the build time.
 new_layout() {
   local layout=$1 ref=$2
-  umoci init --layout "$layout"
-  umoci new --image "$layout:$ref"
+  "$bin/umoci" init --layout "$layout"
+  "$bin/umoci" new --image "$layout:$ref"
 }
 
 write_archive() {
   local layout=$1 name=$2
-  umoci gc --layout "$layout"
+  "$bin/umoci" gc --layout "$layout"
   clamp_times "$layout"
   tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner --format=posix \
     --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$layout" -cf "$out/$name.oci.tar" .
@@ -160,9 +163,9 @@ build_secai_fleet() {
   chmod -R a+rX "$app/opt/secai-fleet"
   clamp_times "$root"
   clamp_times "$app"
-  PATH=$bin:$PATH new_layout "$layout" "$ref"
-  "$bin/umoci" insert --image "$layout:$ref" --no-history "$root" /
-  "$bin/umoci" insert --image "$layout:$ref" --no-history "$app" /
+  new_layout "$layout" "$ref"
+  "$bin/umoci" insert --image "$layout:$ref" "${history[@]}" --history.created_by="mmdebstrap bookworm" "$root" /
+  "$bin/umoci" insert --image "$layout:$ref" "${history[@]}" --history.created_by="hack/images/build.sh: /opt/secai-fleet" "$app" /
   "$bin/umoci" config --image "$layout:$ref" --no-history --created="$created" --author=secai-fleet \
     --os=linux --architecture=amd64 --config.user=65532:65532 --config.workingdir=/opt/secai-fleet \
     --config.env=PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --config.env=NODE_ENV=production \
@@ -183,8 +186,8 @@ build_pause() {
   gcc -Os -Wall -Werror -static -DVERSION="v$tag-secai" -o "$root/pause" "$src/linux/pause.c"
   strip "$root/pause"
   clamp_times "$root"
-  PATH=$bin:$PATH new_layout "$layout" "$ref"
-  "$bin/umoci" insert --image "$layout:$ref" --no-history "$root" /
+  new_layout "$layout" "$ref"
+  "$bin/umoci" insert --image "$layout:$ref" "${history[@]}" --history.created_by="gcc -static pause.c" "$root" /
   "$bin/umoci" config --image "$layout:$ref" --no-history --created="$created" --os=linux --architecture=amd64 \
     --config.user=65535:65535 --config.entrypoint=/pause --config.workingdir=/
   finish_image pause "$layout" "$ref"
@@ -202,6 +205,7 @@ finish_image() {
 start_registry() {
   [ -z "$registry_pid" ] || return 0
   local port_file=$work/registry.log
+  mkdir -p "$work/registry"
   "$bin/crane" registry serve --address 127.0.0.1:0 --disk "$work/registry" >"$port_file" 2>&1 &
   registry_pid=$!
   for _ in $(seq 100); do
@@ -223,7 +227,7 @@ sign_image() {
   [ -f "$out/cosign.pub" ] || "$bin/cosign" public-key --key "$key" > "$out/cosign.pub"
   start_registry
   repo_ref=$registry/${ref%:*}
-  "$bin/crane" push --insecure "$layout" "$repo_ref:${ref##*:}" >/dev/null
+  "$bin/crane" push --insecure "$layout" "$repo_ref:${ref##*:}" >"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; return 1; }
   "$bin/cosign" sign --yes --key "$key" --tlog-upload=false --use-signing-config=false \
     --new-bundle-format=false --allow-insecure-registry --allow-http-registry "$repo_ref@$digest" >&2
   rm -rf "$out/$name.signed"

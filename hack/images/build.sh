@@ -13,8 +13,8 @@
 # Each image is an OCI layout made by umoci, written as an OCI archive (GNU tar with sorted names
 # and fixed times) that `ctr images import` and k3s's agent/images/ both take. Same inputs, same
 # digest: every file time is clamped to SOURCE_DATE_EPOCH (default: the time of the last commit),
-# mmdebstrap builds the Debian root with the same epoch, and no history entry records the build
-# time. The Debian packages are the mirror's current ones: a mirror update changes the digest.
+# mmdebstrap builds the Debian root with the same epoch, and the config and history entries carry
+# the epoch, not the build time. The Debian packages are the mirror's current ones: a mirror update changes the digest.
 #
 # Signing: cosign signs manifests in registries only, so the build starts crane's registry on
 # loopback for the duration, pushes each layout there, signs it with the key (no transparency log,

@@ -42,7 +42,7 @@ for name in "$@"; do
     cp "$private/$name.oci.tar" "$k3s_images/$name.tar.partial"
     mv "$k3s_images/$name.tar.partial" "$k3s_images/$name.tar"
   else
-    "$repo/hack/bin/ctr" --address "$address" --namespace "$namespace" images import --digests "$private/$name.oci.tar" >&2
+    "$repo/hack/bin/ctr" --address "$address" --namespace "$namespace" images import "$private/$name.oci.tar" >&2
   fi
   echo "$name $digest"
 done

@@ -6,6 +6,7 @@
 // Containers' cgroups are <controller>/<containerd namespace>/<container id>; stop() kills whatever
 // is left in them (shims and containers survive containerd's own death), removes them, and removes
 // the root. Used by the tests and the lab; binaries come from hack/install-tools.sh runtime.
+import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Exec, type ExecResult, runCommand } from '../../agents/src/exec.js';
@@ -23,14 +24,30 @@ export interface ContainerdNodeOptions {
   /** The node's network namespace (its "host network"), made by the harness. */
   netns: string;
   harness: NetnsHarness;
-  /** containerd namespace of the node's containers; also the first level of their cgroups. */
-  namespace?: string;
+  /**
+   * containerd namespace of the node's ctr containers, also the first level of their cgroups (so
+   * unique per node: stop() kills what is in them). CRI's Pods use k8s.io, cgroups of the kubelet's.
+   */
+  namespace: string;
   /** The sandbox image CRI pins (the pause image the project builds). */
   sandboxImage?: string;
   exec?: Exec;
 }
 
-/** containerd's configuration (version 3): every path under the node's root or hack/bin. */
+const CAP_SYS_RESOURCE = 24;
+
+/** Whether this process holds a capability (effective set). */
+export function hasCapability(bit: number): boolean {
+  const line = readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)$/m);
+  return line !== null && ((BigInt(`0x${line[1]}`) >> BigInt(bit)) & 1n) === 1n;
+}
+
+/**
+ * containerd's configuration (version 3): every path under the node's root or hack/bin. Without
+ * CAP_SYS_RESOURCE (this machine's sandbox drops it) no process may lower its oom_score_adj, and
+ * runc fails every Pod sandbox the kubelet asks for at -998: CRI then keeps Pods' scores no lower
+ * than containerd's own.
+ */
 export function renderContainerdConfig(root: string, sandboxImage: string): string {
   return `version = 3
 root = "${root}/lib/containerd"
@@ -52,6 +69,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.de
     sandbox = "${sandboxImage}"
 
 [plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = ${!hasCapability(CAP_SYS_RESOURCE)}
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
@@ -75,12 +93,14 @@ export class ContainerdNode {
   private readonly options: ContainerdNodeOptions;
   private readonly exec: Exec;
   private daemon?: NetnsProcess;
+  private readonly cgroupRoots = new Set<string>();
 
   constructor(options: ContainerdNodeOptions) {
     this.options = options;
     this.name = options.name;
     this.root = options.root;
-    this.namespace = options.namespace ?? 'k8s.io';
+    if (options.namespace === 'k8s.io') throw new Error('the ctr namespace of a node must be its own, not k8s.io');
+    this.namespace = options.namespace;
     this.exec = options.exec ?? runCommand;
   }
 
@@ -129,9 +149,9 @@ export class ContainerdNode {
     });
   }
 
-  /** `ctr` against this node's containerd, in its namespaces. */
-  ctr(args: readonly string[], timeoutMs = 60_000): Promise<ExecResult> {
-    return this.inNode(join(HACK_BIN, 'ctr'), ['--namespace', this.namespace, ...args], { timeoutMs });
+  /** `ctr` against this node's containerd, in its namespaces (`namespace`: k8s.io for CRI's). */
+  ctr(args: readonly string[], timeoutMs = 60_000, namespace = this.namespace): Promise<ExecResult> {
+    return this.inNode(join(HACK_BIN, 'ctr'), ['--namespace', namespace, ...args], { timeoutMs });
   }
 
   async ctrChecked(args: readonly string[], timeoutMs = 60_000): Promise<string> {
@@ -144,9 +164,16 @@ export class ContainerdNode {
     return this.daemon?.stderr() ?? '';
   }
 
+  /** A cgroup tree (`/name`, in every hierarchy) whose processes belong to this node: the kubelet's. */
+  async addCgroupRoot(path: string): Promise<void> {
+    if (!/^\/[a-z0-9][a-z0-9.-]*$/.test(path)) throw new Error(`bad cgroup root ${path}`);
+    this.cgroupRoots.add(path);
+    for (const controller of await controllers()) await mkdir(join(CGROUP_ROOT, controller, path), { recursive: true });
+  }
+
   /** Stops containers, shims and containerd, removes the node's cgroups and its root. */
   async stop(): Promise<void> {
-    const cgroups = await this.containerCgroups();
+    const cgroups = [...(await this.containerCgroups()), ...(await this.cgroupTrees())];
     for (const dir of cgroups) await killCgroup(dir);
     const shims = await this.shimPids();
     for (const pid of shims) killPid(pid);
@@ -169,15 +196,31 @@ export class ContainerdNode {
     return found;
   }
 
-  /** Shims write their pid next to their bundle under the node's /run (containerd's state dir). */
+  /** Every directory of the added cgroup roots, deepest first, the roots last. */
+  private async cgroupTrees(): Promise<string[]> {
+    const found: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+      for (const entry of entries) if (entry.isDirectory()) await walk(join(dir, entry.name));
+      found.push(dir);
+    };
+    for (const controller of await controllers()) for (const root of this.cgroupRoots) await walk(join(CGROUP_ROOT, controller, root));
+    return found;
+  }
+
+  /**
+   * Shims write their pid next to their bundle under the node's /run (containerd's state dir, the
+   * node's own, so every containerd namespace in it is this node's: ctr's and CRI's k8s.io).
+   */
   private async shimPids(): Promise<number[]> {
-    const tasks = join(this.root, 'run', 'containerd', 'io.containerd.runtime.v2.task', this.namespace);
-    const ids = await readdir(tasks).catch(() => [] as string[]);
+    const tasks = join(this.root, 'run', 'containerd', 'io.containerd.runtime.v2.task');
     const pids: number[] = [];
-    for (const id of ids) {
-      const text = await readFile(join(tasks, id, 'shim.pid'), 'utf8').catch(() => '');
-      const pid = Number.parseInt(text, 10);
-      if (Number.isInteger(pid) && pid > 1) pids.push(pid);
+    for (const namespace of await readdir(tasks).catch(() => [] as string[])) {
+      for (const id of await readdir(join(tasks, namespace)).catch(() => [] as string[])) {
+        const text = await readFile(join(tasks, namespace, id, 'shim.pid'), 'utf8').catch(() => '');
+        const pid = Number.parseInt(text, 10);
+        if (Number.isInteger(pid) && pid > 1) pids.push(pid);
+      }
     }
     return pids;
   }

@@ -50,7 +50,7 @@ beforeAll(async () => {
   process.stderr.write(
     `image builds: ${buildSeconds.join(' s, ')} s; secai-fleet ${digest(first, 'secai-fleet')} (${statSync(join(first, 'secai-fleet.oci.tar')).size} bytes), pause ${digest(first, 'pause')} (${statSync(join(first, 'pause.oci.tar')).size} bytes)\n`,
   );
-  harness = await NetnsHarness.create({ prefix: 'sfim' });
+  harness = await NetnsHarness.create({ prefix: 'sfoci' });
   node = new ContainerdNode({ name: 'images', root: join(work, 'node'), netns: await harness.addNamespace('node'), harness, namespace: `secai-im-${process.pid}` });
   await node.start();
   const imported = await runCommand(IMPORT, ['--address', join(node.root, 'run/containerd/containerd.sock'), '--namespace', node.namespace, join(first, 'cosign.pub'), first, 'secai-fleet', 'pause'], {

@@ -1,0 +1,82 @@
+// A kubelet for a node of hack/cluster/containerd.ts, in the node's network and mount namespaces,
+// with every directory it writes under the node's root and its cgroups under a cgroup root of its
+// own. Without a kubeconfig it runs standalone: only the static Pods of its manifest directory.
+//
+// cgroup v1: kubelet 1.35 and later refuse to start on cgroup v1 unless `failCgroupV1: false`; this
+// machine has no cgroup v2 to offer, so the configuration sets it.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import type { NetnsProcess } from '../../test/support/netns.js';
+import type { ContainerdNode } from './containerd.js';
+import { HACK_BIN } from './containerd.js';
+
+export interface KubeletPaths {
+  rootDir: string;
+  staticPods: string;
+  podLogs: string;
+  config: string;
+  certs: string;
+}
+
+export function kubeletPaths(nodeRoot: string): KubeletPaths {
+  const base = join(nodeRoot, 'kubelet');
+  return {
+    rootDir: join(base, 'lib'),
+    staticPods: join(base, 'manifests'),
+    podLogs: join(base, 'pods-log'),
+    config: join(base, 'config.yaml'),
+    certs: join(base, 'pki'),
+  };
+}
+
+/** The KubeletConfiguration of a lab node (standalone when `authenticated` is false). */
+export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string): string {
+  return stringify({
+    apiVersion: 'kubelet.config.k8s.io/v1beta1',
+    kind: 'KubeletConfiguration',
+    failCgroupV1: false,
+    cgroupDriver: 'cgroupfs',
+    cgroupRoot,
+    cgroupsPerQOS: true,
+    containerRuntimeEndpoint: 'unix:///run/containerd/containerd.sock',
+    staticPodPath: paths.staticPods,
+    podLogsDir: paths.podLogs,
+    address: '127.0.0.1',
+    readOnlyPort: 0,
+    healthzBindAddress: '127.0.0.1',
+    healthzPort: 10248,
+    failSwapOn: false,
+    authentication: { anonymous: { enabled: false }, webhook: { enabled: false } },
+    authorization: { mode: 'AlwaysAllow' },
+    // A lab node's disk is the host's: no evictions for its fill level.
+    evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '0%', 'imagefs.available': '0%' },
+    imageGCHighThresholdPercent: 100,
+    imageGCLowThresholdPercent: 99,
+    syncFrequency: '5s',
+    fileCheckFrequency: '2s',
+    localStorageCapacityIsolation: false,
+  });
+}
+
+/** Starts the kubelet in the node's namespaces (through nsenter into containerd's). */
+export async function startKubelet(node: ContainerdNode, spawn: (command: string, args: readonly string[]) => NetnsProcess): Promise<{ process: NetnsProcess; paths: KubeletPaths; cgroupRoot: string }> {
+  const paths = kubeletPaths(node.root);
+  for (const dir of [paths.rootDir, paths.staticPods, paths.podLogs, paths.certs]) await mkdir(dir, { recursive: true });
+  const cgroupRoot = `/${node.namespace}-kubelet`;
+  await node.addCgroupRoot(cgroupRoot);
+  await writeFile(paths.config, renderKubeletConfig(paths, cgroupRoot));
+  const process = spawn('nsenter', [
+    '--target',
+    String(node.pid),
+    '--mount',
+    '--',
+    join(HACK_BIN, 'kubelet'),
+    `--config=${paths.config}`,
+    `--root-dir=${paths.rootDir}`,
+    `--cert-dir=${paths.certs}`,
+    `--hostname-override=${node.name}`,
+    '--v=1',
+  ]);
+  return { process, paths, cgroupRoot };
+}

@@ -1,0 +1,96 @@
+// A real kubelet (hack/tools/kube-node, cgroup v1 with failCgroupV1: false) on a node of
+// hack/cluster/containerd.ts, standalone: it runs a static Pod from the project's secai-fleet image,
+// with the project's pause image as the Pod sandbox, both imported only after their signatures
+// verify. The Pod's log is the kubelet's; stopping the node leaves no process, cgroup or directory.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { runCommand } from '../../agents/src/exec.js';
+import { ContainerdNode } from '../../hack/cluster/containerd.js';
+import { startKubelet } from '../../hack/cluster/kubelet.js';
+import { REPO_ROOT } from '../../hack/control-plane/control-plane.js';
+import { NetnsHarness, type NetnsProcess } from '../support/netns.js';
+
+const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const IMAGE = `ghcr.io/secai-fleet/secai-fleet:${VERSION}`;
+
+let work: string;
+let harness: NetnsHarness;
+let node: ContainerdNode;
+let kubelet: NetnsProcess | undefined;
+let netns: string;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'secai-kubelet-'));
+  // SECAI_TEST_IMAGES: a directory `make images` filled, to skip the build while working on this test.
+  const images = process.env.SECAI_TEST_IMAGES ?? join(work, 'images');
+  if (!process.env.SECAI_TEST_IMAGES) execFileSync(join(REPO_ROOT, 'hack/images/build.sh'), [images], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20 * 60_000 });
+  harness = await NetnsHarness.create({ prefix: 'sfkl' });
+  netns = await harness.addNamespace('node1');
+  node = new ContainerdNode({ name: 'kl-node1', root: join(work, 'node1'), netns, harness, namespace: `secai-kl-${process.pid}` });
+  await node.start();
+  const imported = await runCommand(
+    join(REPO_ROOT, 'hack/images/import.sh'),
+    ['--address', join(node.root, 'run/containerd/containerd.sock'), '--namespace', 'k8s.io', join(images, 'cosign.pub'), images, 'secai-fleet', 'pause'],
+    { timeoutMs: 300_000 },
+  );
+  if (imported.code !== 0) throw new Error(`import failed: ${imported.stderr}`);
+}, 25 * 60_000);
+
+afterAll(async () => {
+  await kubelet?.kill();
+  await node?.stop();
+  await harness?.destroy();
+  if (work) rmSync(work, { recursive: true, force: true });
+}, 60_000);
+
+it('runs a static Pod from the verified image, in a sandbox from the verified pause image', async () => {
+  const started = await startKubelet(node, (command, args) => harness.spawn(netns, command, args));
+  kubelet = started.process;
+  writeFileSync(
+    join(started.paths.staticPods, 'hello.yaml'),
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'hello', namespace: 'default' },
+      spec: {
+        hostNetwork: true,
+        containers: [
+          {
+            name: 'hello',
+            image: IMAGE,
+            imagePullPolicy: 'Never',
+            command: ['node', '-e', "console.log('hello from', process.version, 'uid', process.getuid()); setInterval(() => {}, 1e9)"],
+          },
+        ],
+      },
+    }),
+  );
+  const deadline = Date.now() + 120_000;
+  let log = '';
+  while (Date.now() < deadline) {
+    const pods = existsSync(started.paths.podLogs) ? readdirSync(started.paths.podLogs) : [];
+    const dir = pods.find((d) => d.startsWith('default_hello-kl-node1_'));
+    const file = dir ? join(started.paths.podLogs, dir, 'hello', '0.log') : '';
+    if (file && existsSync(file)) log = readFileSync(file, 'utf8');
+    if (log.includes('hello from')) break;
+    if (kubelet.child.exitCode !== null) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  if (!log.includes('hello from')) throw new Error(`no Pod log; kubelet said: ${kubelet.stderr().slice(-4000)}`);
+  expect(log).toMatch(/ stdout F hello from v24\.\d+\.\d+ uid 65532\n/);
+
+  // The sandbox is the project's pause image; the container is in the kubelet's cgroup root.
+  const containers = await node.ctr(['containers', 'ls'], 60_000, 'k8s.io');
+  expect(containers.stdout).toContain('registry.k8s.io/pause:3.10.2');
+  expect(containers.stdout).toContain(IMAGE);
+  expect(existsSync(`/sys/fs/cgroup/pids/${started.cgroupRoot}/kubepods`)).toBe(true);
+
+  await kubelet.kill();
+  const root = node.root;
+  await node.stop();
+  expect(existsSync(`/sys/fs/cgroup/pids/${started.cgroupRoot}`)).toBe(false);
+  expect(existsSync(root)).toBe(false);
+}, 180_000);

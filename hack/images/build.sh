@@ -78,8 +78,11 @@ debian_sources() {
 # The downloaded packages are kept in the cache (mmdebstrap's sync-in/sync-out hooks) and removed
 # from the root: a rebuild downloads only what the mirror changed.
 build_debian_root() {
-  local target=$1 debs=${XDG_CACHE_HOME:-$HOME/.cache}/secai-fleet/debs/bookworm
+  local target=$1 debs=${XDG_CACHE_HOME:-$HOME/.cache}/secai-fleet/debs/bookworm lock
   mkdir -p "$debs"
+  # One build at a time uses the package cache (parallel test suites build images too).
+  exec {lock}>"$debs.lock"
+  flock "$lock"
   # shellcheck disable=SC2016 # mmdebstrap expands $1 (the root) in its hooks
   mmdebstrap --quiet --mode=root --variant=essential --format=directory \
     --skip=download/empty --skip=essential/unlink \
@@ -90,6 +93,8 @@ build_debian_root() {
     --customize-hook='chroot "$1" useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot' \
     --customize-hook='rm -rf "$1"/var/cache/ldconfig/aux-cache "$1"/var/log/* "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/*.bin "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id' \
     bookworm "$target" "$(debian_sources)"
+  flock --unlock "$lock"
+  exec {lock}>&-
 }
 
 # /opt/secai-fleet as the chart expects it: package.json, production node_modules, dist/, api/,

@@ -89,6 +89,17 @@ it('verifies keyed and keyless signatures', async () => {
   expect(JSON.parse(stranger.stdout)).toMatchObject({ stage: 'Signature', reason: 'IdentityMismatch' });
 }, 120_000);
 
+it('prints the usage and exits 0 for --help and -h', async () => {
+  for (const flag of ['--help', '-h']) {
+    const { code, stdout, stderr } = await cli([flag]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/^usage: secai-quarantine <file\|url> --sha256 HEX/);
+    expect(stdout).toContain('exit status: 0 trusted, 1 rejected, 2 usage error');
+  }
+  expect((await cli([file, '--sha256', sha256, '--help'])).code).toBe(0);
+  expect((await cli(['--help', '--fast'])).code).toBe(2);
+});
+
 it('exits 2 on usage errors', async () => {
   const { code, stderr } = await cli([file]);
   expect(code).toBe(2);

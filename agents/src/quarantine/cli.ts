@@ -20,6 +20,7 @@ import { composeVerdict, notRequested, Stage, type Verdict } from './verdict.js'
 export const USAGE = `usage: secai-quarantine <file|url> --sha256 HEX [--size N]
          [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)]
          [--allow-insecure-http] [--json]
+       secai-quarantine --help
 exit status: 0 trusted, 1 rejected, 2 usage error`;
 
 export interface CliRequest {
@@ -33,7 +34,7 @@ export interface CliRequest {
 export class UsageError extends Error {}
 
 /** Parses the command line; pure. */
-export function parseCommandLine(argv: readonly string[]): CliRequest {
+export function parseCommandLine(argv: readonly string[]): CliRequest | 'help' {
   let parsed;
   try {
     parsed = parseArgs({
@@ -50,12 +51,14 @@ export function parseCommandLine(argv: readonly string[]): CliRequest {
         'trusted-root': { type: 'string' },
         'allow-insecure-http': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
       },
     });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
   const { values, positionals } = parsed;
+  if (values.help) return 'help';
   if (positionals.length !== 1) throw new UsageError('give exactly one file or URL');
   const target = positionals[0]!;
   const sha256 = values.sha256?.toLowerCase();
@@ -119,7 +122,12 @@ export function formatVerdict(verdict: Verdict): string {
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let request: CliRequest;
   try {
-    request = parseCommandLine(argv);
+    const parsed = parseCommandLine(argv);
+    if (parsed === 'help') {
+      out.write(`${USAGE}\n`);
+      return 0;
+    }
+    request = parsed;
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     err.write(`secai-quarantine: ${e.message}\n${USAGE}\n`);

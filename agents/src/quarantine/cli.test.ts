@@ -120,7 +120,20 @@ describe('parses the command line', () => {
       json: true,
     });
   });
+  it('an OpenSSF model signature with a certificate chain and the file it names', () => {
+    expect(parseCommandLine(['m.gguf', '--sha256', hex, '--model-signature', 's', '--certificate-chain', 'c', '--model-file', 'w/m.gguf'])).toEqual({
+      source: { kind: 'file', path: 'm.gguf' },
+      sha256: hex,
+      signature: { bundle: 's', certificateChain: 'c', modelSigning: { file: 'w/m.gguf' } },
+      json: false,
+    });
+    expect(parseCommandLine(['m.gguf', '--sha256', hex, '--model-signature', 's', '--key', 'k'])).toMatchObject({ signature: { bundle: 's', key: 'k', modelSigning: {} } });
+  });
   it.each([
+    ['both a bundle and a model signature', ['a', '--sha256', hex, '--bundle', 'b', '--model-signature', 's', '--key', 'k']],
+    ['a certificate chain for a cosign bundle', ['a', '--sha256', hex, '--bundle', 'b', '--certificate-chain', 'c']],
+    ['a model file without a model signature', ['a', '--sha256', hex, '--bundle', 'b', '--key', 'k', '--model-file', 'm']],
+    ['a key and a certificate chain', ['a', '--sha256', hex, '--model-signature', 's', '--key', 'k', '--certificate-chain', 'c']],
     ['no target', ['--sha256', hex]],
     ['two targets', ['a', 'b', '--sha256', hex]],
     ['no pin', ['a']],

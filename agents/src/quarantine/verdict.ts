@@ -80,6 +80,12 @@ export const Reason = {
   TimestampInvalid: 'TimestampInvalid',
   TransparencyLogInvalid: 'TransparencyLogInvalid',
   AlgorithmUnsupported: 'AlgorithmUnsupported',
+  /** An OpenSSF model signature: the statement is not the model_signing predicate. */
+  PredicateTypeMismatch: 'PredicateTypeMismatch',
+  /** An OpenSSF model signature: the signed manifest is malformed or inconsistent. */
+  ManifestInvalid: 'ManifestInvalid',
+  /** An OpenSSF model signature: the signed manifest does not name this file. */
+  ModelFileNotSigned: 'ModelFileNotSigned',
 
   // Format
   FormatNotAllowed: 'FormatNotAllowed',

@@ -1,0 +1,119 @@
+// OpenSSF model signatures made by the real model_signing CLI, verified offline by secai-quarantine
+// as a user runs it (the bin launcher, the sandboxed pass): a good signature passes for the key and
+// certificate methods, for a model signed as one file and as a directory; a changed model byte, a
+// signature by another key, a manifest naming another file, a statement of another predicate type
+// and a certificate of another CA are each rejected with their own reason.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { tinyModelBytes } from '../support/tiny-model.js';
+import { startModelSigningLab, type ModelSigningLab } from './model-signing-fixtures.js';
+
+const BIN = resolve(import.meta.dirname, '../../bin/secai-quarantine.mjs');
+let dir: string;
+let lab: ModelSigningLab;
+const files: Record<string, string> = {};
+
+function put(name: string, content: string | Buffer): string {
+  files[name] = join(dir, name);
+  writeFileSync(files[name]!, content);
+  return files[name]!;
+}
+
+const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'model-signing-test-'));
+  lab = await startModelSigningLab();
+  const model = put('model.gguf', tinyModelBytes());
+  put('key.pub', lab.publicKeyPem);
+  put('other.pub', lab.otherPublicKeyPem);
+  put('ca-chain.pem', lab.caChainPem);
+  put('other-ca-chain.pem', lab.otherCaChainPem);
+  put('key.sig', await lab.signKey(model));
+  put('other-key.sig', await lab.signKey(model, 'other'));
+  put('certificate.sig', await lab.signCertificate(model));
+  put('other-ca.sig', await lab.signCertificate(model, 'other'));
+  const unhinted = JSON.parse(readFileSync(files['other-key.sig']!, 'utf8'));
+  delete unhinted.verificationMaterial.publicKey.hint;
+  put('other-key-unhinted.sig', JSON.stringify(unhinted));
+  put('root-only.pem', lab.caChainPem.slice(lab.caChainPem.indexOf('-----END CERTIFICATE-----') + 26));
+  put('other-predicate.sig', await lab.signPredicate(model, 'https://model_signing/Digests/v0.1'));
+  // A changed byte in the weights, at the end of the file.
+  const changed = tinyModelBytes();
+  changed[changed.length - 3]! ^= 0x01;
+  put('changed.gguf', changed);
+  // A model repository signed as a directory: the GGUF and a tokenizer file; and another with a GGUF of another name.
+  for (const [repo, name] of [['repo', 'model.gguf'], ['other-repo', 'weights-q8.gguf']] as const) {
+    mkdirSync(join(dir, repo));
+    copyFileSync(model, join(dir, repo, name));
+    writeFileSync(join(dir, repo, 'tokenizer.json'), '{"version":"1.0"}\n');
+    put(`${repo}.sig`, await lab.signKey(join(dir, repo)));
+  }
+}, 300_000);
+
+afterAll(() => {
+  lab?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(realpathSync(process.execPath), [BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
+      done({ code: error ? Number((error as NodeJS.ErrnoException & { code: unknown }).code) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function check(file: string, signature: string, method: string[], extra: string[] = []): Promise<{ code: number; stage?: string; reason?: string; signature?: { status: string; reason: string; details?: Record<string, unknown> } }> {
+  const { code, stdout, stderr } = await cli([file, '--sha256', sha256Of(file), '--model-signature', files[signature]!, ...method, ...extra, '--json']);
+  if (code === 2) throw new Error(stderr);
+  const verdict = JSON.parse(stdout) as { stage?: string; reason?: string; stages: { stage: string; status: string; reason: string; details?: Record<string, unknown> }[] };
+  return { code, stage: verdict.stage, reason: verdict.reason, signature: verdict.stages.find((s) => s.stage === 'Signature') };
+}
+
+const key = () => ['--key', files['key.pub']!];
+const chain = () => ['--certificate-chain', files['ca-chain.pem']!];
+
+it('passes a model signed by the key as one file', async () => {
+  const result = await check(files['model.gguf']!, 'key.sig', key());
+  expect(result).toMatchObject({ code: 0, signature: { status: 'passed', reason: 'Passed', details: { kind: 'model-signing/key', files: 1 } } });
+}, 60_000);
+
+it('passes a model signed with a certificate that chains to the supplied CA chain', async () => {
+  expect(await check(files['model.gguf']!, 'certificate.sig', chain())).toMatchObject({ code: 0, signature: { status: 'passed', details: { kind: 'model-signing/certificate' } } });
+}, 60_000);
+
+it('passes the GGUF of a model repository signed as a directory, when named', async () => {
+  const inRepo = join(dir, 'repo', 'model.gguf');
+  expect(await check(inRepo, 'repo.sig', key(), ['--model-file', 'model.gguf'])).toMatchObject({ code: 0, signature: { details: { file: 'model.gguf', files: 2 } } });
+  expect(await check(inRepo, 'repo.sig', key())).toMatchObject({ code: 1, stage: 'Signature', reason: 'ModelFileNotSigned' });
+}, 60_000);
+
+it.each([
+  ['a changed model byte', 'changed.gguf', 'key.sig', key, [], 'DigestNotSigned'],
+  ['a signature by another key', 'model.gguf', 'other-key.sig', key, [], 'KeyMismatch'],
+  ['a signature by another key without a key hint', 'model.gguf', 'other-key-unhinted.sig', key, [], 'SignatureInvalid'],
+  ['a certificate whose intermediate is not in the supplied chain', 'model.gguf', 'certificate.sig', () => ['--certificate-chain', files['root-only.pem']!], [], 'CertificateUntrusted'],
+  ['a manifest naming another file', 'model.gguf', 'other-repo.sig', key, ['--model-file', 'model.gguf'], 'ModelFileNotSigned'],
+  ['a statement of another predicate type', 'model.gguf', 'other-predicate.sig', key, [], 'PredicateTypeMismatch'],
+  ['a certificate of another CA', 'model.gguf', 'other-ca.sig', chain, [], 'CertificateUntrusted'],
+  ['a certificate bundle where a key is expected', 'model.gguf', 'certificate.sig', key, [], 'KeyMismatch'],
+])('rejects %s', async (_name, file, signature, method, extra, reason) => {
+  expect(await check(files[file]!, signature, method(), extra)).toMatchObject({ code: 1, stage: 'Signature', reason });
+}, 60_000);
+
+it('refuses a keyless model signature without its trusted root, and mixed flags, as usage errors', async () => {
+  const model = files['model.gguf']!;
+  const sha = sha256Of(model);
+  for (const args of [
+    ['--model-signature', files['key.sig']!, '--identity', '^a@b$', '--issuer', 'https://i'],
+    ['--model-signature', files['key.sig']!, '--bundle', files['key.sig']!, ...key()],
+    ['--bundle', files['key.sig']!, ...chain()],
+    ['--model-signature', files['key.sig']!, ...key(), ...chain()],
+  ]) {
+    expect((await cli([model, '--sha256', sha, ...args])).code).toBe(2);
+  }
+}, 60_000);

@@ -59,9 +59,27 @@ const source = object(
   },
 );
 
+const modelSigning = object(
+  'ModelSigningSignature',
+  'The bundle is an OpenSSF model signature (the model-signing package, predicate https://model_signing/signature/v1.0: a signed SHA-256 manifest of the model\'s files) rather than a cosign bundle over the artifact. It is verified with publicKey (the key method), keyless (the sigstore method) or certificateChainConfigMapKeyRef (the certificate method).',
+  {
+    file: optional(
+      string('The artifact\'s path in the signed manifest, for a model signed as a directory (a model repository). Omitted: the model was signed as this one file.', {
+        maxLength: 1024,
+        minLength: 1,
+        pattern: '^[A-Za-z0-9._+=@-][A-Za-z0-9._+=@/-]*$',
+        rules: [{ rule: "!self.split('/').exists(s, s == '..' || s == '.' || s == '')", message: 'must be a relative path without empty, "." or ".." segments' }],
+      }),
+    ),
+    certificateChainConfigMapKeyRef: optional(
+      objectKeyRef('ConfigMapKeyRef', 'The certificate method: a ConfigMap key holding the PEM CA chain (intermediates and root) the signing certificate must chain to.', 'ConfigMap'),
+    ),
+  },
+);
+
 const signature = object(
   'ModelSignature',
-  'A sigstore bundle over the artifact and how to verify it, offline.',
+  'A signature over the artifact and how to verify it, offline: a sigstore bundle (cosign sign-blob or attest-blob) or an OpenSSF model signature (modelSigning).',
   {
     bundle: required(
       object(
@@ -110,6 +128,7 @@ const signature = object(
         },
       ),
     ),
+    modelSigning: optional(modelSigning),
     keyless: optional(
       object('SignatureKeyless', 'Verify a keyless (Fulcio certificate) signature against a supplied trusted root.', {
         issuer: required(
@@ -142,8 +161,8 @@ const signature = object(
   {
     rules: [
       {
-        rule: 'has(self.publicKey) != has(self.keyless)',
-        message: 'exactly one of publicKey or keyless must be set',
+        rule: '[has(self.publicKey), has(self.keyless), has(self.modelSigning) && has(self.modelSigning.certificateChainConfigMapKeyRef)].filter(x, x).size() == 1',
+        message: 'exactly one of publicKey, keyless or modelSigning.certificateChainConfigMapKeyRef must be set',
       },
     ],
   },

@@ -39,6 +39,14 @@ export interface SignaturePublicKey {
   configMapKeyRef?: ConfigMapKeyRef;
 }
 
+/** The bundle is an OpenSSF model signature (the model-signing package, predicate https://model_signing/signature/v1.0: a signed SHA-256 manifest of the model's files) rather than a cosign bundle over the artifact. It is verified with publicKey (the key method), keyless (the sigstore method) or certificateChainConfigMapKeyRef (the certificate method). */
+export interface ModelSigningSignature {
+  /** The artifact's path in the signed manifest, for a model signed as a directory (a model repository). Omitted: the model was signed as this one file. */
+  file?: string;
+  /** The certificate method: a ConfigMap key holding the PEM CA chain (intermediates and root) the signing certificate must chain to. */
+  certificateChainConfigMapKeyRef?: ConfigMapKeyRef;
+}
+
 /** Verify a keyless (Fulcio certificate) signature against a supplied trusted root. */
 export interface SignatureKeyless {
   /** The OIDC issuer the signing certificate must name, exactly. */
@@ -49,12 +57,14 @@ export interface SignatureKeyless {
   trustedRootConfigMapKeyRef: ConfigMapKeyRef;
 }
 
-/** A sigstore bundle over the artifact and how to verify it, offline. */
+/** A signature over the artifact and how to verify it, offline: a sigstore bundle (cosign sign-blob or attest-blob) or an OpenSSF model signature (modelSigning). */
 export interface ModelSignature {
   /** Where the sigstore bundle is. Exactly one of inline, configMapKeyRef or url. */
   bundle: SignatureBundleSource;
   /** Verify with a public key. Exactly one of pem or configMapKeyRef. */
   publicKey?: SignaturePublicKey;
+  /** The bundle is an OpenSSF model signature (the model-signing package, predicate https://model_signing/signature/v1.0: a signed SHA-256 manifest of the model's files) rather than a cosign bundle over the artifact. It is verified with publicKey (the key method), keyless (the sigstore method) or certificateChainConfigMapKeyRef (the certificate method). */
+  modelSigning?: ModelSigningSignature;
   /** Verify a keyless (Fulcio certificate) signature against a supplied trusted root. */
   keyless?: SignatureKeyless;
 }
@@ -109,7 +119,7 @@ export interface ModelSpec {
   sha256: string;
   /** The exact size of the artifact in bytes. */
   sizeBytes?: number;
-  /** A sigstore bundle over the artifact and how to verify it, offline. */
+  /** A signature over the artifact and how to verify it, offline: a sigstore bundle (cosign sign-blob or attest-blob) or an OpenSSF model signature (modelSigning). */
   signature?: ModelSignature;
   /** Overrides of the node quarantine policy. They can only make it stricter. */
   quarantine?: ModelQuarantine;

@@ -8,6 +8,15 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { pino } from 'pino';
+import { ModelPlan } from '../../api/gen/proto/secai/fleet/v1/agent.js';
+import { MemoryAuditSink } from '../../agents/src/audit/audit-sink.js';
+import { runCommand } from '../../agents/src/exec.js';
+import { quarantineModel } from '../../agents/src/quarantine/pipeline.js';
+import { DEFAULT_QUARANTINE_POLICY } from '../../agents/src/quarantine/policy.js';
+import { createScannerSandbox } from '../../agents/src/quarantine/scanner-sandbox.js';
+import { TrustedStore } from '../../agents/src/quarantine/trusted-store.js';
 import { tinyModelBytes } from '../support/tiny-model.js';
 import { startModelSigningLab, type ModelSigningLab } from './model-signing-fixtures.js';
 
@@ -117,3 +126,31 @@ it('refuses a keyless model signature without its trusted root, and mixed flags,
     expect((await cli([model, '--sha256', sha, ...args])).code).toBe(2);
   }
 }, 60_000);
+
+describe('the agent, from a plan the operator compiled', () => {
+  async function quarantine(name: string, file: string, signature: NonNullable<ModelPlan['signature']>) {
+    const inbox = mkdtempSync(join(dir, `inbox-${name}-`));
+    copyFileSync(file, join(inbox, 'model.gguf'));
+    const store = new TrustedStore(mkdtempSync(join(dir, `store-${name}-`)));
+    await store.init();
+    const plan = ModelPlan.fromPartial({ name, url: pathToFileURL(join(inbox, 'model.gguf')).href, format: 'gguf', sha256: sha256Of(file), signature });
+    const deps = { store, audit: new MemoryAuditSink(), sandbox: createScannerSandbox({ exec: runCommand, policy: DEFAULT_QUARANTINE_POLICY.scanner }), clock: () => new Date(), logger: pino({ level: 'silent' }) };
+    const { verdict } = await quarantineModel(plan, DEFAULT_QUARANTINE_POLICY, deps);
+    return verdict.trusted ? 'trusted' : `${verdict.stage}: ${verdict.reason}`;
+  }
+  const bundle = (name: string) => readFileSync(files[name]!);
+  const noChain = { file: '', certificateChainPem: Buffer.alloc(0) };
+
+  it('promotes a model whose OpenSSF signature verifies by key, by certificate chain, and as a named file of a signed repository', async () => {
+    expect(await quarantine('key', files['model.gguf']!, { bundleJson: bundle('key.sig'), bundleUrl: '', publicKeyPem: lab.publicKeyPem, modelSigning: noChain })).toBe('trusted');
+    expect(await quarantine('certificate', files['model.gguf']!, { bundleJson: bundle('certificate.sig'), bundleUrl: '', publicKeyPem: '', modelSigning: { file: '', certificateChainPem: Buffer.from(lab.caChainPem) } })).toBe('trusted');
+    expect(await quarantine('repo', join(dir, 'repo', 'model.gguf'), { bundleJson: bundle('repo.sig'), bundleUrl: '', publicKeyPem: lab.publicKeyPem, modelSigning: { ...noChain, file: 'model.gguf' } })).toBe('trusted');
+  }, 60_000);
+
+  it('rejects another key, a cosign reading of a model signature, and an ambiguous policy', async () => {
+    expect(await quarantine('other', files['model.gguf']!, { bundleJson: bundle('other-key.sig'), bundleUrl: '', publicKeyPem: lab.publicKeyPem, modelSigning: noChain })).toBe('Signature: KeyMismatch');
+    // Without modelSigning the bundle is read as a cosign attestation, whose subject must be the file.
+    expect(await quarantine('as-cosign', files['model.gguf']!, { bundleJson: bundle('key.sig'), bundleUrl: '', publicKeyPem: lab.publicKeyPem })).toBe('Signature: DigestNotSigned');
+    expect(await quarantine('ambiguous', files['model.gguf']!, { bundleJson: bundle('certificate.sig'), bundleUrl: '', publicKeyPem: lab.publicKeyPem, modelSigning: { file: '', certificateChainPem: Buffer.from(lab.caChainPem) } })).toBe('Signature: SignaturePolicyInvalid');
+  }, 60_000);
+});

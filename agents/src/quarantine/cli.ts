@@ -16,7 +16,7 @@ import { runCommand } from '../exec.js';
 import { verifyArtifact, type ArtifactSource, type SignatureInput } from './pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY } from './policy.js';
 import { createScannerSandbox } from './scanner-sandbox.js';
-import type { ModelSigningMethod } from './model-signature.js';
+import { signaturePolicyOf, type ModelSigningMethod } from './model-signature.js';
 import { isAnchoredPattern } from './signature.js';
 import { composeVerdict, notRequested, Stage, type Verdict } from './verdict.js';
 
@@ -113,10 +113,9 @@ async function signatureInput(signature: NonNullable<CliRequest['signature']>): 
   if (signature.key !== undefined) method = { kind: 'key', publicKeyPem: await readFile(signature.key, 'utf8') };
   else if (signature.certificateChain !== undefined) method = { kind: 'certificate', certificateChainPem: await readFile(signature.certificateChain, 'utf8') };
   else method = { kind: 'sigstore', issuer: signature.issuer!, subjectPattern: signature.identity!, trustedRootJson: await readFile(signature.trustedRoot!, 'utf8') };
-  if (signature.modelSigning) return { bundleJson, policy: { kind: 'model-signing', method, ...signature.modelSigning } };
-  if (method.kind === 'key') return { bundleJson, policy: method };
-  if (method.kind === 'sigstore') return { bundleJson, policy: { ...method, kind: 'keyless' } };
-  throw new UsageError('--certificate-chain needs --model-signature');
+  const policy = signaturePolicyOf(method, signature.modelSigning);
+  if (!policy) throw new UsageError('--certificate-chain needs --model-signature');
+  return { bundleJson, policy };
 }
 
 /** Runs the check; the verdict's Promotion stage is always "not requested". */

@@ -22,7 +22,7 @@ import { dsse, X509Certificate } from '@sigstore/core';
 import { Bundle as ProtoBundle } from '@sigstore/protobuf-specs';
 import { VerificationError } from '@sigstore/verify';
 import { verifyCertificateChain } from '@sigstore/verify/dist/key/certificate.js';
-import { MAX_BUNDLE_BYTES, parseBundlePolicy, publicKeyHint, verifyBundleSigner, type BundlePolicy } from './signature.js';
+import { MAX_BUNDLE_BYTES, parseBundlePolicy, publicKeyHint, verifyBundleSigner, type BundlePolicy, type SignaturePolicy } from './signature.js';
 import { failed, passed, Reason, Stage, type ReasonCode, type StageResult } from './verdict.js';
 
 export const OMS_PREDICATE_TYPE = 'https://model_signing/signature/v1.0';
@@ -44,6 +44,17 @@ export interface ModelSigningPolicy {
   method: ModelSigningMethod;
   /** The artifact's path in the signed model; absent when the model was signed as this one file. */
   file?: string;
+}
+
+/**
+ * The policy for a verification method: an OpenSSF model signature when `modelSigning` is given,
+ * else a cosign bundle over the artifact (which has no certificate-chain method: undefined).
+ */
+export function signaturePolicyOf(method: ModelSigningMethod, modelSigning?: { file?: string }): SignaturePolicy | undefined {
+  if (modelSigning) return { kind: 'model-signing', method, ...modelSigning };
+  if (method.kind === 'key') return method;
+  if (method.kind === 'sigstore') return { ...method, kind: 'keyless' };
+  return undefined;
 }
 
 function fail(reason: ReasonCode, message: string): StageResult {

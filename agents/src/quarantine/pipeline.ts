@@ -16,6 +16,7 @@ import { fetchToStaging, type FetchOptions } from './fetch.js';
 import { applyOverrides, policyDigest, type QuarantinePolicy } from './policy.js';
 import { SCANNER_PROTOCOL_VERSION, type ScanFacts, type ScanJob } from './scanner-protocol.js';
 import type { ScannerSandbox } from './scanner-sandbox.js';
+import { signaturePolicyOf, type ModelSigningMethod } from './model-signature.js';
 import { MAX_BUNDLE_BYTES, type SignaturePolicy } from './signature.js';
 import { runSmokeTest, type SmokeTestModel } from './smoke-test.js';
 import type { Pin } from './stage-checks.js';
@@ -196,10 +197,16 @@ function planSource(url: string, allowInsecureHttp: boolean): ArtifactSource {
 function planSignature(plan: ModelPlan): SignatureInput | { failure: StageResult } | undefined {
   const sig = plan.signature;
   if (!sig) return undefined;
-  let policy: SignaturePolicy;
-  if (sig.publicKeyPem && !sig.keyless) policy = { kind: 'key', publicKeyPem: sig.publicKeyPem };
-  else if (sig.keyless && !sig.publicKeyPem) policy = { kind: 'keyless', issuer: sig.keyless.issuer, subjectPattern: sig.keyless.subjectPattern, trustedRootJson: Buffer.from(sig.keyless.trustedRootJson).toString('utf8') };
-  else return { failure: failed(Stage.Signature, Reason.SignaturePolicyInvalid, 'the signature names neither or both of a public key and a keyless identity') };
+  const chain = sig.modelSigning?.certificateChainPem.length ? Buffer.from(sig.modelSigning.certificateChainPem).toString('utf8') : undefined;
+  if ([sig.publicKeyPem !== '', sig.keyless !== undefined, chain !== undefined].filter(Boolean).length !== 1) {
+    return { failure: failed(Stage.Signature, Reason.SignaturePolicyInvalid, 'the signature names none or more than one of a public key, a keyless identity and a certificate chain') };
+  }
+  let method: ModelSigningMethod;
+  if (sig.publicKeyPem) method = { kind: 'key', publicKeyPem: sig.publicKeyPem };
+  else if (sig.keyless) method = { kind: 'sigstore', issuer: sig.keyless.issuer, subjectPattern: sig.keyless.subjectPattern, trustedRootJson: Buffer.from(sig.keyless.trustedRootJson).toString('utf8') };
+  else method = { kind: 'certificate', certificateChainPem: chain! };
+  const policy = signaturePolicyOf(method, sig.modelSigning && (sig.modelSigning.file ? { file: sig.modelSigning.file } : {}));
+  if (!policy) return { failure: failed(Stage.Signature, Reason.SignaturePolicyInvalid, 'a certificate chain verifies OpenSSF model signatures only') };
   const input: SignatureInput = { policy };
   if (sig.bundleJson.length > 0) input.bundleJson = Buffer.from(sig.bundleJson).toString('utf8');
   else if (sig.bundleUrl) input.bundleUrl = sig.bundleUrl;

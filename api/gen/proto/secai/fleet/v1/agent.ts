@@ -696,9 +696,20 @@ export interface Signature {
   bundleJson: Buffer;
   /** Fetched by the node through its egress policy. */
   bundleUrl: string;
-  /** Exactly one of public_key_pem and keyless. */
+  /** Exactly one of public_key_pem, keyless and model_signing.certificate_chain_pem. */
   publicKeyPem: string;
-  keyless?: Keyless | undefined;
+  keyless?:
+    | Keyless
+    | undefined;
+  /** Set when the bundle is an OpenSSF model signature (model-signing) rather than a cosign bundle. */
+  modelSigning?: ModelSigning | undefined;
+}
+
+export interface ModelSigning {
+  /** The artifact's path in the signed manifest; empty when the model was signed as this one file. */
+  file: string;
+  /** The certificate method: the PEM CA chain (intermediates and root) the signing certificate must chain to. */
+  certificateChainPem: Buffer;
 }
 
 export interface Keyless {
@@ -3300,7 +3311,7 @@ export const ModelPlan: MessageFns<ModelPlan> = {
 };
 
 function createBaseSignature(): Signature {
-  return { bundleJson: Buffer.alloc(0), bundleUrl: "", publicKeyPem: "", keyless: undefined };
+  return { bundleJson: Buffer.alloc(0), bundleUrl: "", publicKeyPem: "", keyless: undefined, modelSigning: undefined };
 }
 
 export const Signature: MessageFns<Signature> = {
@@ -3316,6 +3327,9 @@ export const Signature: MessageFns<Signature> = {
     }
     if (message.keyless !== undefined) {
       Keyless.encode(message.keyless, writer.uint32(34).fork()).join();
+    }
+    if (message.modelSigning !== undefined) {
+      ModelSigning.encode(message.modelSigning, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3365,6 +3379,14 @@ export const Signature: MessageFns<Signature> = {
             message.keyless = Keyless.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.modelSigning = ModelSigning.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3395,6 +3417,11 @@ export const Signature: MessageFns<Signature> = {
         ? globalThis.String(object.public_key_pem)
         : "",
       keyless: isSet(object.keyless) ? Keyless.fromJSON(object.keyless) : undefined,
+      modelSigning: isSet(object.modelSigning)
+        ? ModelSigning.fromJSON(object.modelSigning)
+        : isSet(object.model_signing)
+        ? ModelSigning.fromJSON(object.model_signing)
+        : undefined,
     };
   },
 
@@ -3412,6 +3439,9 @@ export const Signature: MessageFns<Signature> = {
     if (message.keyless !== undefined) {
       obj.keyless = Keyless.toJSON(message.keyless);
     }
+    if (message.modelSigning !== undefined) {
+      obj.modelSigning = ModelSigning.toJSON(message.modelSigning);
+    }
     return obj;
   },
 
@@ -3426,6 +3456,98 @@ export const Signature: MessageFns<Signature> = {
     message.keyless = (object.keyless !== undefined && object.keyless !== null)
       ? Keyless.fromPartial(object.keyless)
       : undefined;
+    message.modelSigning = (object.modelSigning !== undefined && object.modelSigning !== null)
+      ? ModelSigning.fromPartial(object.modelSigning)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseModelSigning(): ModelSigning {
+  return { file: "", certificateChainPem: Buffer.alloc(0) };
+}
+
+export const ModelSigning: MessageFns<ModelSigning> = {
+  encode(message: ModelSigning, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== "") {
+      writer.uint32(10).string(message.file);
+    }
+    if (message.certificateChainPem.length !== 0) {
+      writer.uint32(18).bytes(message.certificateChainPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSigning {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSigning();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.certificateChainPem = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSigning {
+    return {
+      file: isSet(object.file) ? globalThis.String(object.file) : "",
+      certificateChainPem: isSet(object.certificateChainPem)
+        ? Buffer.from(bytesFromBase64(object.certificateChainPem))
+        : isSet(object.certificate_chain_pem)
+        ? Buffer.from(bytesFromBase64(object.certificate_chain_pem))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ModelSigning): unknown {
+    const obj: any = {};
+    if (message.file !== "") {
+      obj.file = message.file;
+    }
+    if (message.certificateChainPem.length !== 0) {
+      obj.certificateChainPem = base64FromBytes(message.certificateChainPem);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModelSigning>, I>>(base?: I): ModelSigning {
+    return ModelSigning.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModelSigning>, I>>(object: I): ModelSigning {
+    const message = createBaseModelSigning();
+    message.file = object.file ?? "";
+    message.certificateChainPem = object.certificateChainPem ?? Buffer.alloc(0);
     return message;
   },
 };

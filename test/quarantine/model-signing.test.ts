@@ -19,10 +19,12 @@ import { createScannerSandbox } from '../../agents/src/quarantine/scanner-sandbo
 import { TrustedStore } from '../../agents/src/quarantine/trusted-store.js';
 import { tinyModelBytes } from '../support/tiny-model.js';
 import { startModelSigningLab, type ModelSigningLab } from './model-signing-fixtures.js';
+import { startSigningLab, TEST_IDENTITY, TEST_ISSUER, type SigningLab } from './signing-fixtures.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/secai-quarantine.mjs');
 let dir: string;
 let lab: ModelSigningLab;
+let sigstoreLab: SigningLab;
 const files: Record<string, string> = {};
 
 function put(name: string, content: string | Buffer): string {
@@ -63,7 +65,8 @@ beforeAll(async () => {
   }
 }, 300_000);
 
-afterAll(() => {
+afterAll(async () => {
+  await sigstoreLab?.close();
   lab?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -152,5 +155,32 @@ describe('the agent, from a plan the operator compiled', () => {
     // Without modelSigning the bundle is read as a cosign attestation, whose subject must be the file.
     expect(await quarantine('as-cosign', files['model.gguf']!, { bundleJson: bundle('key.sig'), bundleUrl: '', publicKeyPem: lab.publicKeyPem })).toBe('Signature: DigestNotSigned');
     expect(await quarantine('ambiguous', files['model.gguf']!, { bundleJson: bundle('certificate.sig'), bundleUrl: '', publicKeyPem: lab.publicKeyPem, modelSigning: { file: '', certificateChainPem: Buffer.from(lab.caChainPem) } })).toBe('Signature: SignaturePolicyInvalid');
+  }, 60_000);
+});
+
+// The sigstore method needs Fulcio, an OIDC token and Rekor to sign, none of which runs offline. Its
+// bundle is the same DSSE envelope with a Fulcio-style certificate and a signed time: here the
+// statement model_signing made (its manifest of model.gguf) is attested by cosign with the test CA's
+// certificate and an RFC 3161 timestamp from the loopback TSA, and verified against a trusted root.
+describe('the sigstore method, with a statement model_signing made and a certificate and timestamp from the test CA', () => {
+  const identity = `^${TEST_IDENTITY.replaceAll('.', '\\.')}$`;
+  const keyless = (root = 'root.json') => ['--identity', identity, '--issuer', TEST_ISSUER, '--trusted-root', files[root]!];
+
+  beforeAll(async () => {
+    sigstoreLab = await startSigningLab();
+    const statement = Buffer.from(JSON.parse(readFileSync(files['key.sig']!, 'utf8')).dsseEnvelope.payload, 'base64').toString('utf8');
+    put('sigstore.sig', await sigstoreLab.attestStatementKeyless(statement));
+    put('root.json', sigstoreLab.trustedRootJson);
+    put('other-root.json', sigstoreLab.otherTrustedRootJson);
+  }, 120_000);
+
+  it('passes for the identity and issuer, against the trusted root', async () => {
+    expect(await check(files['model.gguf']!, 'sigstore.sig', keyless())).toMatchObject({ code: 0, signature: { details: { kind: 'model-signing/sigstore', files: 1 } } });
+  }, 60_000);
+
+  it('rejects another identity, another root and a changed byte', async () => {
+    expect(await check(files['model.gguf']!, 'sigstore.sig', ['--identity', '^ops@example\\.org$', '--issuer', TEST_ISSUER, '--trusted-root', files['root.json']!])).toMatchObject({ code: 1, reason: 'IdentityMismatch' });
+    expect(await check(files['model.gguf']!, 'sigstore.sig', keyless('other-root.json'))).toMatchObject({ code: 1, reason: 'CertificateUntrusted' });
+    expect(await check(files['changed.gguf']!, 'sigstore.sig', keyless())).toMatchObject({ code: 1, reason: 'DigestNotSigned' });
   }, 60_000);
 });

@@ -25,9 +25,9 @@ const URL_RULES = [
 
 const source = object(
   'ModelSource',
-  'Where the artifact comes from.',
+  'Where the artifact comes from: exactly one of url or oci.',
   {
-    url: required(
+    url: optional(
       string(
         'An https:// URL, an http:// URL when allowInsecureHTTP is set (lab only), or file:/// for a path in the node-local import inbox. No credentials, query or fragment.',
         {
@@ -44,14 +44,29 @@ const source = object(
         pattern: '^[A-Za-z0-9._/-]+$',
       }),
     ),
+    oci: optional(
+      object(
+        'ModelOciSource',
+        'An OCI artifact in a registry, pulled by manifest digest: a CNCF ModelPack (a raw GGUF weight layer) or a Docker model (a GGUF layer). The GGUF layer\'s digest must be spec.sha256.',
+        {
+          registry: required(string('The registry host and optional port, for example registry.example.com:5000.', { maxLength: 253, minLength: 1, pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?$' })),
+          repository: required(
+            string('The repository, for example models/llama-3.2-1b.', { maxLength: 255, minLength: 1, pattern: '^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$' }),
+          ),
+          digest: required(string('The manifest digest the node pulls (tags move; digests do not).', { maxLength: 71, minLength: 71, pattern: '^sha256:[0-9a-f]{64}$' })),
+          tag: optional(string('The tag the digest was read from, for people; the node never resolves it.', { maxLength: 128, minLength: 1, pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]*$' })),
+        },
+      ),
+    ),
     allowInsecureHTTP: optional(
-      boolean('Allows an http:// URL. For isolated labs only: the digest pin still protects integrity.', { default: false }),
+      boolean('Allows an http:// URL, or plain-HTTP access to the OCI registry. For isolated labs only: the digest pin still protects integrity.', { default: false }),
     ),
   },
   {
     rules: [
+      { rule: 'has(self.url) != has(self.oci)', message: 'exactly one of url or oci must be set' },
       {
-        rule: "!self.url.startsWith('http://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",
+        rule: "!has(self.url) || !self.url.startsWith('http://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",
         message: 'an http:// source needs allowInsecureHTTP: true (lab only); use https:// or file:///',
         fieldPath: '.url',
       },

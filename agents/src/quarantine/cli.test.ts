@@ -93,7 +93,7 @@ it('prints the usage and exits 0 for --help and -h', async () => {
   for (const flag of ['--help', '-h']) {
     const { code, stdout, stderr } = await cli([flag]);
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-    expect(stdout).toMatch(/^usage: secai-quarantine <file\|url> --sha256 HEX/);
+    expect(stdout).toMatch(/^usage: secai-quarantine <file\|url\|oci:/);
     expect(stdout).toContain('exit status: 0 trusted, 1 rejected, 2 usage error');
   }
   expect((await cli([file, '--sha256', sha256, '--help'])).code).toBe(0);

@@ -2,7 +2,7 @@
 // ever reaches the fleet. It runs the same stages as the agent (fetch, the sandboxed one pass,
 // offline signature verification, static checks) and promotes nothing.
 //
-//   secai-quarantine <file|url> --sha256 HEX [--size N]
+//   secai-quarantine <file|url|oci://registry/repository@sha256:manifest> --sha256 HEX [--size N]
 //       [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)]
 //       [--model-signature F [--model-file NAME] (--key PEM | --certificate-chain F | --identity RE --issuer URL --trusted-root F)]
 //       [--allow-insecure-http] [--json]
@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runCommand } from '../exec.js';
+import { parseOciReference } from './oci-source.js';
 import { verifyArtifact, type ArtifactSource, type SignatureInput } from './pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY } from './policy.js';
 import { createScannerSandbox } from './scanner-sandbox.js';
@@ -20,7 +21,7 @@ import { signaturePolicyOf, type ModelSigningMethod } from './model-signature.js
 import { isAnchoredPattern } from './signature.js';
 import { composeVerdict, notRequested, Stage, type Verdict } from './verdict.js';
 
-export const USAGE = `usage: secai-quarantine <file|url> --sha256 HEX [--size N]
+export const USAGE = `usage: secai-quarantine <file|url|oci://REGISTRY/REPO@sha256:MANIFEST> --sha256 HEX [--size N]
          [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)]
          [--model-signature F [--model-file NAME]
             (--key PEM | --certificate-chain F | --identity RE --issuer URL --trusted-root F)]
@@ -100,7 +101,12 @@ export function parseCommandLine(argv: readonly string[]): CliRequest | 'help' {
     if (oms) signature.modelSigning = values['model-file'] !== undefined ? { file: values['model-file'] } : {};
   }
   const isUrl = /^https?:\/\//i.test(target);
-  const source: ArtifactSource = isUrl ? { kind: 'url', url: target, allowInsecureHttp: values['allow-insecure-http'] } : { kind: 'file', path: target };
+  let source: ArtifactSource;
+  if (target.startsWith('oci://')) {
+    const oci = parseOciReference(target, values['allow-insecure-http']);
+    if (!oci) throw new UsageError('an OCI source is oci://REGISTRY/REPOSITORY@sha256:DIGEST (the manifest digest)');
+    source = { kind: 'oci', oci };
+  } else source = isUrl ? { kind: 'url', url: target, allowInsecureHttp: values['allow-insecure-http'] } : { kind: 'file', path: target };
   const request: CliRequest = { source, sha256, json: values.json };
   if (sizeBytes !== undefined) request.sizeBytes = sizeBytes;
   if (signature) request.signature = signature;

@@ -13,6 +13,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import type { ModelPlan } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { AuditSink } from '../audit/audit-sink.js';
 import { fetchToStaging, type FetchOptions } from './fetch.js';
+import { pullOciModel, type OciModelSource } from './oci-source.js';
 import { applyOverrides, policyDigest, type QuarantinePolicy } from './policy.js';
 import { SCANNER_PROTOCOL_VERSION, type ScanFacts, type ScanJob } from './scanner-protocol.js';
 import type { ScannerSandbox } from './scanner-sandbox.js';
@@ -53,7 +54,9 @@ export type ArtifactSource =
   /** A local file scanned where it is and never moved (the command-line face). */
   | { kind: 'file'; path: string }
   /** A node-local import: moved into staging like a download. */
-  | { kind: 'import'; path: string };
+  | { kind: 'import'; path: string }
+  /** The GGUF layer of an OCI artifact, pulled into staging by manifest digest. */
+  | { kind: 'oci'; oci: OciModelSource };
 
 export interface VerifyDeps {
   sandbox: ScannerSandbox;
@@ -81,8 +84,11 @@ function fetchOptions(policy: QuarantinePolicy, maxBytes: number, allowInsecureH
 
 async function acquire(source: ArtifactSource, pin: Pin, policy: QuarantinePolicy, deps: VerifyDeps): Promise<{ stage: StageResult; path?: string; sizeBytes?: number; owned: boolean }> {
   const maxBytes = pin.sizeBytes ? Math.min(policy.maxSizeBytes, pin.sizeBytes) : policy.maxSizeBytes;
-  if (source.kind === 'url') {
-    const { stage, file } = await fetchToStaging(source.url, deps.stagingDir, fetchOptions(policy, maxBytes, source.allowInsecureHttp, deps));
+  if (source.kind === 'url' || source.kind === 'oci') {
+    const { stage, file } =
+      source.kind === 'url'
+        ? await fetchToStaging(source.url, deps.stagingDir, fetchOptions(policy, maxBytes, source.allowInsecureHttp, deps))
+        : await pullOciModel(source.oci, pin.sha256, deps.stagingDir, fetchOptions(policy, maxBytes, source.oci.plainHttp, deps));
     return { stage, ...(file ? { path: file.path, sizeBytes: file.sizeBytes } : {}), owned: true };
   }
   let stat;
@@ -190,7 +196,9 @@ export interface QuarantineResult {
   policyDigest: string;
 }
 
-function planSource(url: string, allowInsecureHttp: boolean): ArtifactSource {
+function planSource(plan: ModelPlan): ArtifactSource {
+  if (plan.oci) return { kind: 'oci', oci: { ...plan.oci, plainHttp: plan.allowInsecureHttp } };
+  const { url, allowInsecureHttp } = plan;
   return url.startsWith('file://') ? { kind: 'import', path: fileURLToPath(url) } : { kind: 'url', url, allowInsecureHttp };
 }
 
@@ -232,7 +240,7 @@ export async function quarantineModel(plan: ModelPlan, nodePolicy: QuarantinePol
       results.push(failed(Stage.Format, Reason.FormatNotAllowed, `format ${plan.format || '(none)'} is not accepted (gguf only)`));
     } else {
       const signature = planSignature(plan);
-      const input = { source: planSource(plan.url, plan.allowInsecureHttp), pin: { sha256: plan.sha256, sizeBytes: plan.sizeBytes }, policy };
+      const input = { source: planSource(plan), pin: { sha256: plan.sha256, sizeBytes: plan.sizeBytes }, policy };
       const verified = await verifyArtifact(signature && 'failure' in signature ? input : { ...input, ...(signature ? { signature } : {}) }, { ...deps, stagingDir: deps.store.stagingDir });
       results = verified.results;
       if (signature && 'failure' in signature) results = results.map((r) => (r.stage === Stage.Signature && r.status !== 'failed' ? signature.failure : r));
@@ -248,7 +256,7 @@ export async function quarantineModel(plan: ModelPlan, nodePolicy: QuarantinePol
           manifest = {
             version: MANIFEST_VERSION,
             name: plan.name,
-            source: plan.url,
+            source: plan.oci ? `oci://${plan.oci.registry}/${plan.oci.repository}@${plan.oci.digest}` : plan.url,
             sha256: facts.sha256,
             sizeBytes: facts.sizeBytes,
             tensorMerkleRoot: tree.tensorMerkleRoot,

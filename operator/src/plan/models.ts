@@ -67,7 +67,8 @@ export function modelPlanOf(model: Model, resolver: ReferenceResolver): Resoluti
     ok: true,
     value: {
       name: model.metadata.name ?? '',
-      url: source.url,
+      url: source.url ?? '',
+      oci: source.oci ? { registry: source.oci.registry, repository: source.oci.repository, digest: source.oci.digest } : undefined,
       revision: source.revision ?? '',
       format: model.spec.format,
       sha256: model.spec.sha256,

@@ -241,6 +241,12 @@ describe('models', () => {
     });
   });
 
+  it('passes an OCI source by manifest digest, and no URL', () => {
+    const oci = { registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${sha('c')}`, tag: 'v1' };
+    const { plan: p } = plan({ models: [model('m1', { placement: {}, source: { oci, allowInsecureHTTP: true } })] });
+    expect(p.models[0]).toMatchObject({ url: '', allowInsecureHttp: true, oci: { registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${sha('c')}` } });
+  });
+
   it('passes an OpenSSF model signature with its file and resolved certificate chain', () => {
     const { plan: p } = plan({
       models: [

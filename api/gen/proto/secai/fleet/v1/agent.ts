@@ -688,7 +688,18 @@ export interface ModelPlan {
   sizeBytes: number;
   allowInsecureHttp: boolean;
   signature?: Signature | undefined;
-  quarantine?: QuarantineOverrides | undefined;
+  quarantine?:
+    | QuarantineOverrides
+    | undefined;
+  /** Set instead of url: the GGUF layer of an OCI artifact (allow_insecure_http: plain-HTTP registry). */
+  oci?: OciSource | undefined;
+}
+
+export interface OciSource {
+  registry: string;
+  repository: string;
+  /** sha256:<64 hex> of the manifest. */
+  digest: string;
 }
 
 export interface Signature {
@@ -3102,6 +3113,7 @@ function createBaseModelPlan(): ModelPlan {
     allowInsecureHttp: false,
     signature: undefined,
     quarantine: undefined,
+    oci: undefined,
   };
 }
 
@@ -3133,6 +3145,9 @@ export const ModelPlan: MessageFns<ModelPlan> = {
     }
     if (message.quarantine !== undefined) {
       QuarantineOverrides.encode(message.quarantine, writer.uint32(74).fork()).join();
+    }
+    if (message.oci !== undefined) {
+      OciSource.encode(message.oci, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -3222,6 +3237,14 @@ export const ModelPlan: MessageFns<ModelPlan> = {
             message.quarantine = QuarantineOverrides.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.oci = OciSource.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3253,6 +3276,7 @@ export const ModelPlan: MessageFns<ModelPlan> = {
         : false,
       signature: isSet(object.signature) ? Signature.fromJSON(object.signature) : undefined,
       quarantine: isSet(object.quarantine) ? QuarantineOverrides.fromJSON(object.quarantine) : undefined,
+      oci: isSet(object.oci) ? OciSource.fromJSON(object.oci) : undefined,
     };
   },
 
@@ -3285,6 +3309,9 @@ export const ModelPlan: MessageFns<ModelPlan> = {
     if (message.quarantine !== undefined) {
       obj.quarantine = QuarantineOverrides.toJSON(message.quarantine);
     }
+    if (message.oci !== undefined) {
+      obj.oci = OciSource.toJSON(message.oci);
+    }
     return obj;
   },
 
@@ -3306,6 +3333,108 @@ export const ModelPlan: MessageFns<ModelPlan> = {
     message.quarantine = (object.quarantine !== undefined && object.quarantine !== null)
       ? QuarantineOverrides.fromPartial(object.quarantine)
       : undefined;
+    message.oci = (object.oci !== undefined && object.oci !== null) ? OciSource.fromPartial(object.oci) : undefined;
+    return message;
+  },
+};
+
+function createBaseOciSource(): OciSource {
+  return { registry: "", repository: "", digest: "" };
+}
+
+export const OciSource: MessageFns<OciSource> = {
+  encode(message: OciSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.registry !== "") {
+      writer.uint32(10).string(message.registry);
+    }
+    if (message.repository !== "") {
+      writer.uint32(18).string(message.repository);
+    }
+    if (message.digest !== "") {
+      writer.uint32(26).string(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OciSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOciSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.registry = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.repository = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OciSource {
+    return {
+      registry: isSet(object.registry) ? globalThis.String(object.registry) : "",
+      repository: isSet(object.repository) ? globalThis.String(object.repository) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+    };
+  },
+
+  toJSON(message: OciSource): unknown {
+    const obj: any = {};
+    if (message.registry !== "") {
+      obj.registry = message.registry;
+    }
+    if (message.repository !== "") {
+      obj.repository = message.repository;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OciSource>, I>>(base?: I): OciSource {
+    return OciSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OciSource>, I>>(object: I): OciSource {
+    const message = createBaseOciSource();
+    message.registry = object.registry ?? "";
+    message.repository = object.repository ?? "";
+    message.digest = object.digest ?? "";
     return message;
   },
 };

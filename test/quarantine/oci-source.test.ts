@@ -4,31 +4,27 @@
 // oversized or endless manifest, a manifest that is not the digest asked for, a redirect to another
 // destination and a layer count over the limit are each refused at Fetch with their own reason,
 // and nothing is left in staging.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { runCommand } from '../../agents/src/exec.js';
 import { verifyArtifact } from '../../agents/src/quarantine/pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY } from '../../agents/src/quarantine/policy.js';
 import { createScannerSandbox } from '../../agents/src/quarantine/scanner-sandbox.js';
 import { DOCKER_MODEL_CONFIG_TYPE, DOCKER_MODEL_GGUF, MODELPACK_ARTIFACT_TYPE, MODELPACK_CONFIG_TYPE, MODELPACK_RAW_WEIGHT, type OciModelSource } from '../../agents/src/quarantine/oci-source.js';
 import { tinyModelBytes } from '../support/tiny-model.js';
+import { startRegistry, type TestRegistry } from './oci-registry.js';
 
-const run = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, '../..');
-const REGISTRY = process.env.TEST_ASSET_REGISTRY ?? join(ROOT, 'hack/bin/registry');
-const ORAS = process.env.TEST_ASSET_ORAS ?? join(ROOT, 'hack/bin/oras');
-const BIN = join(ROOT, 'bin/secai-quarantine.mjs');
+
+const BIN = resolve(import.meta.dirname, '../../bin/secai-quarantine.mjs');
 
 let dir: string;
-let storage: string;
-let registry: ChildProcess;
+let registry: TestRegistry;
 let host: string;
 let fake: http.Server;
 let fakeHost: string;
@@ -36,43 +32,19 @@ const digests: Record<string, string> = {};
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const model = tinyModelBytes();
 const other = tinyModelBytes(2);
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  return port;
-}
-
-/** oras push from a directory of files; returns the manifest digest. */
-async function push(tag: string, files: Record<string, Buffer>, args: string[], layers: string[]): Promise<string> {
-  const work = mkdtempSync(join(dir, 'push-'));
-  for (const [name, bytes] of Object.entries(files)) writeFileSync(join(work, name), bytes);
-  const { stdout } = await run(ORAS, ['push', '--plain-http', '--format', 'json', ...args, `${host}/models/tiny:${tag}`, ...layers], { cwd: work, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
-  return (JSON.parse(stdout) as { digest: string }).digest;
-}
+const push = (tag: string, files: Record<string, Buffer>, args: string[], layers: string[]) => registry.push('models/tiny', tag, files, args, layers);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'oci-source-'));
-  storage = join(dir, 'storage');
-  const port = await freePort();
-  host = `127.0.0.1:${port}`;
-  writeFileSync(join(dir, 'config.yml'), `version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: ${storage}}, delete: {enabled: true}}\nhttp: {addr: "${host}"}\n`);
-  registry = spawn(REGISTRY, ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
-  for (let i = 0; ; i++) {
-    const ok = await fetch(`http://${host}/v2/`).then((r) => r.ok, () => false);
-    if (ok) break;
-    if (i > 100) throw new Error('the registry did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  registry = await startRegistry(dir);
+  host = registry.host;
   const config = Buffer.from('{"descriptor":{"name":"tiny"},"config":{"format":"gguf"},"modelfs":{"type":"layers","diffIds":[]}}');
   const annotations = (extra: Record<string, string> = {}) => Buffer.from(JSON.stringify({ 'model.gguf': { 'org.cncf.model.filepath': 'model.gguf' }, $manifest: extra }));
   const modelpack = ['--artifact-type', MODELPACK_ARTIFACT_TYPE, '--config', `config.json:${MODELPACK_CONFIG_TYPE}`, '--annotation-file', 'annotations.json'];
   digests.modelpack = await push('modelpack', { 'model.gguf': model, 'config.json': config, 'annotations.json': annotations() }, modelpack, [`model.gguf:${MODELPACK_RAW_WEIGHT}`]);
   digests.docker = await push('docker', { 'model.gguf': model, 'config.json': Buffer.from('{"config":{"format":"gguf"}}') }, ['--config', `config.json:${DOCKER_MODEL_CONFIG_TYPE}`], [`model.gguf:${DOCKER_MODEL_GGUF}`]);
   digests.tampered = await push('tampered', { 'model.gguf': other, 'config.json': config, 'annotations.json': annotations() }, modelpack, [`model.gguf:${MODELPACK_RAW_WEIGHT}`]);
-  const blob = join(storage, 'docker/registry/v2/blobs/sha256', sha256(other).slice(0, 2), sha256(other), 'data');
+  const blob = join(registry.storage, 'docker/registry/v2/blobs/sha256', sha256(other).slice(0, 2), sha256(other), 'data');
   const bytes = readFileSync(blob);
   bytes[bytes.length - 5]! ^= 0x20;
   writeFileSync(blob, bytes);
@@ -101,8 +73,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  registry?.kill('SIGTERM');
-  if (registry && registry.exitCode === null) await once(registry, 'exit');
+  await registry?.stop();
   fake?.closeAllConnections();
   fake?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });

@@ -15,9 +15,11 @@ node_modules: package.json package-lock.json
 deps:
 	hack/install-deps.sh
 
-# kube-apiserver, kubectl, etcd, etcdctl, helm, cosign from the Go module proxy, cached by version.
+# kube-apiserver, kubectl, etcd, etcdctl, helm, cosign from the Go module proxy, cached by version;
+# the pinned Python tools (gguf, model-signing) from PyPI (hack/python-tools).
 tools:
 	hack/install-tools.sh
+	hack/python-tools/install.sh
 
 # The operator's bundle, dist/operator.mjs (operator/build.ts); the tests and the lab build it too.
 build: node_modules

@@ -6,7 +6,7 @@
 #   hack/install-tools.sh                 # every tool
 #   hack/install-tools.sh etcd helm       # only these
 #
-# Tools: kube-apiserver kubectl etcd etcdctl helm cosign
+# Tools: kube-apiserver kubectl etcd etcdctl helm cosign registry oras
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +16,7 @@ cache_root=${SECAI_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/secai-fleet/tool
 bin_dir="$here/bin"
 mkdir -p "$bin_dir" "$cache_root"
 
-all_tools=(kube-apiserver kubectl etcd etcdctl helm cosign)
+all_tools=(kube-apiserver kubectl etcd etcdctl helm cosign registry oras)
 
 # The environment variable that names a user-supplied binary for a tool (envtest's names).
 override_var() {
@@ -30,6 +30,8 @@ module_of() {
     etcd|etcdctl) echo etcd ;;
     helm) echo helm ;;
     cosign) echo cosign ;;
+    registry) echo registry ;;
+    oras) echo oras ;;
     *) echo "unknown tool: $1" >&2; return 2 ;;
   esac
 }
@@ -40,6 +42,8 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
+    registry) echo "$REGISTRY_VERSION" ;;
+    oras) echo "$ORAS_VERSION" ;;
   esac
 }
 
@@ -50,6 +54,8 @@ package_of() {
     etcdctl) echo go.etcd.io/etcd/etcdctl/v3 ;;
     helm) echo helm.sh/helm/v3/cmd/helm ;;
     cosign) echo github.com/sigstore/cosign/v3/cmd/cosign ;;
+    registry) echo github.com/distribution/distribution/v3/cmd/registry ;;
+    oras) echo oras.land/oras/cmd/oras ;;
   esac
 }
 

@@ -15,9 +15,11 @@ node_modules: package.json package-lock.json
 deps:
 	hack/install-deps.sh
 
-# kube-apiserver, kubectl, etcd, etcdctl, helm, cosign from the Go module proxy, cached by version.
+# kube-apiserver, kubectl, etcd, etcdctl, helm, cosign from the Go module proxy, cached by version;
+# the pinned Python tools (gguf, model-signing) from PyPI (hack/python-tools).
 tools:
 	hack/install-tools.sh
+	hack/python-tools/install.sh
 
 # The node components and image tools (hack/install-tools.sh node): kubelet, kube-controller-manager,
 # kube-scheduler, kube-proxy, containerd, runc, CNI plugins, CoreDNS, umoci, crane; cached like `tools`.

@@ -9,7 +9,7 @@
 #   hack/install-tools.sh runtime         # what a container needs: containerd, its shim, ctr, runc
 #   hack/install-tools.sh images          # what the image build needs: umoci, cosign, crane
 #
-# Tools: kube-apiserver kubectl etcd etcdctl helm cosign (the default group);
+# Tools: kube-apiserver kubectl etcd etcdctl helm cosign registry oras (the default group);
 # kubelet kube-controller-manager kube-scheduler kube-proxy containerd containerd-shim-runc-v2 ctr
 # runc bridge host-local loopback portmap coredns umoci crane (the node group). umoci makes the
 # images' OCI layouts; crane serves the loopback registry cosign signs in (hack/images/build.sh).
@@ -23,7 +23,7 @@ cache_root=${SECAI_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/secai-fleet/tool
 bin_dir="$here/bin"
 mkdir -p "$bin_dir" "$cache_root"
 
-all_tools=(kube-apiserver kubectl etcd etcdctl helm cosign)
+all_tools=(kube-apiserver kubectl etcd etcdctl helm cosign registry oras)
 runtime_tools=(containerd containerd-shim-runc-v2 ctr runc)
 image_tools=(umoci cosign crane)
 node_tools=(kubelet kube-controller-manager kube-scheduler kube-proxy "${runtime_tools[@]}"
@@ -48,6 +48,8 @@ module_of() {
     coredns) echo coredns ;;
     umoci) echo umoci ;;
     crane) echo crane ;;
+    registry) echo registry ;;
+    oras) echo oras ;;
     *) echo "unknown tool: $1" >&2; return 2 ;;
   esac
 }
@@ -64,6 +66,8 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
+    registry) echo "$REGISTRY_VERSION" ;;
+    oras) echo "$ORAS_VERSION" ;;
   esac
 }
 
@@ -83,6 +87,8 @@ package_of() {
     etcdctl) echo go.etcd.io/etcd/etcdctl/v3 ;;
     helm) echo helm.sh/helm/v3/cmd/helm ;;
     cosign) echo github.com/sigstore/cosign/v3/cmd/cosign ;;
+    registry) echo github.com/distribution/distribution/v3/cmd/registry ;;
+    oras) echo oras.land/oras/cmd/oras ;;
   esac
 }
 

@@ -25,9 +25,9 @@ const URL_RULES = [
 
 const source = object(
   'ModelSource',
-  'Where the artifact comes from.',
+  'Where the artifact comes from: exactly one of url or oci.',
   {
-    url: required(
+    url: optional(
       string(
         'An https:// URL, an http:// URL when allowInsecureHTTP is set (lab only), or file:/// for a path in the node-local import inbox. No credentials, query or fragment.',
         {
@@ -44,14 +44,29 @@ const source = object(
         pattern: '^[A-Za-z0-9._/-]+$',
       }),
     ),
+    oci: optional(
+      object(
+        'ModelOciSource',
+        'An OCI artifact in a registry, pulled by manifest digest: a CNCF ModelPack (a raw GGUF weight layer) or a Docker model (a GGUF layer). The GGUF layer\'s digest must be spec.sha256.',
+        {
+          registry: required(string('The registry host and optional port, for example registry.example.com:5000.', { maxLength: 253, minLength: 1, pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?$' })),
+          repository: required(
+            string('The repository, for example models/llama-3.2-1b.', { maxLength: 255, minLength: 1, pattern: '^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$' }),
+          ),
+          digest: required(string('The manifest digest the node pulls (tags move; digests do not).', { maxLength: 71, minLength: 71, pattern: '^sha256:[0-9a-f]{64}$' })),
+          tag: optional(string('The tag the digest was read from, for people; the node never resolves it.', { maxLength: 128, minLength: 1, pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]*$' })),
+        },
+      ),
+    ),
     allowInsecureHTTP: optional(
-      boolean('Allows an http:// URL. For isolated labs only: the digest pin still protects integrity.', { default: false }),
+      boolean('Allows an http:// URL, or plain-HTTP access to the OCI registry. For isolated labs only: the digest pin still protects integrity.', { default: false }),
     ),
   },
   {
     rules: [
+      { rule: 'has(self.url) != has(self.oci)', message: 'exactly one of url or oci must be set' },
       {
-        rule: "!self.url.startsWith('http://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",
+        rule: "!has(self.url) || !self.url.startsWith('http://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",
         message: 'an http:// source needs allowInsecureHTTP: true (lab only); use https:// or file:///',
         fieldPath: '.url',
       },
@@ -59,9 +74,27 @@ const source = object(
   },
 );
 
+const modelSigning = object(
+  'ModelSigningSignature',
+  'The bundle is an OpenSSF model signature (the model-signing package, predicate https://model_signing/signature/v1.0: a signed SHA-256 manifest of the model\'s files) rather than a cosign bundle over the artifact. It is verified with publicKey (the key method), keyless (the sigstore method) or certificateChainConfigMapKeyRef (the certificate method).',
+  {
+    file: optional(
+      string('The artifact\'s path in the signed manifest, for a model signed as a directory (a model repository). Omitted: the model was signed as this one file.', {
+        maxLength: 1024,
+        minLength: 1,
+        pattern: '^[A-Za-z0-9._+=@-][A-Za-z0-9._+=@/-]*$',
+        rules: [{ rule: "!self.split('/').exists(s, s == '..' || s == '.' || s == '')", message: 'must be a relative path without empty, "." or ".." segments' }],
+      }),
+    ),
+    certificateChainConfigMapKeyRef: optional(
+      objectKeyRef('ConfigMapKeyRef', 'The certificate method: a ConfigMap key holding the PEM CA chain (intermediates and root) the signing certificate must chain to.', 'ConfigMap'),
+    ),
+  },
+);
+
 const signature = object(
   'ModelSignature',
-  'A sigstore bundle over the artifact and how to verify it, offline.',
+  'A signature over the artifact and how to verify it, offline: a sigstore bundle (cosign sign-blob or attest-blob) or an OpenSSF model signature (modelSigning).',
   {
     bundle: required(
       object(
@@ -110,6 +143,7 @@ const signature = object(
         },
       ),
     ),
+    modelSigning: optional(modelSigning),
     keyless: optional(
       object('SignatureKeyless', 'Verify a keyless (Fulcio certificate) signature against a supplied trusted root.', {
         issuer: required(
@@ -142,8 +176,8 @@ const signature = object(
   {
     rules: [
       {
-        rule: 'has(self.publicKey) != has(self.keyless)',
-        message: 'exactly one of publicKey or keyless must be set',
+        rule: '[has(self.publicKey), has(self.keyless), has(self.modelSigning) && has(self.modelSigning.certificateChainConfigMapKeyRef)].filter(x, x).size() == 1',
+        message: 'exactly one of publicKey, keyless or modelSigning.certificateChainConfigMapKeyRef must be set',
       },
     ],
   },

@@ -32,7 +32,7 @@ export interface PrivateTorNetwork {
   dirAuthorities: string[];
   /** Where the relays are (spec.tor.network.relays). */
   relays: string[];
-  /** From the first relay's start to a consensus listing every relay and the exit's ports. */
+  /** From the first relay's start to a consensus listing every relay and the exit's ports, held by the exit as well. */
   consensusMs: number;
   /** Relay processes, for tests that stop one. */
   processes: NetnsProcess[];
@@ -151,10 +151,15 @@ export async function startPrivateTorNetwork(options: PrivateTorNetworkOptions):
     }
     const deadline = started + (options.consensusTimeoutMs ?? 180_000);
     const consensus = join(nodes[0]!.dataDir, 'cached-consensus');
-    while (!consensusReady(consensus, options.exit.ports)) {
+    // A consensus at the authorities is not yet one the exit holds, and an exit without a usable
+    // consensus of its own ends every stream it is asked to open ("no usable consensus"): the
+    // network is ready when the exit has fetched it too (either flavour).
+    const exitDir = nodes.find((n) => n.name === 'exit')!.dataDir;
+    const exitHasConsensus = () => ['cached-consensus', 'cached-microdesc-consensus'].some((file) => consensusReady(join(exitDir, file), options.exit.ports));
+    while (!consensusReady(consensus, options.exit.ports) || !exitHasConsensus()) {
       const dead = processes.find((p) => p.child.exitCode !== null);
       if (dead) throw new Error(`a relay of the private Tor network exited: ${dead.stdout().slice(-1000)}`);
-      if (Date.now() > deadline) throw new Error(`no consensus with every relay and the exit within ${options.consensusTimeoutMs ?? 180_000} ms`);
+      if (Date.now() > deadline) throw new Error(`no consensus with every relay and the exit, held by the exit, within ${options.consensusTimeoutMs ?? 180_000} ms`);
       await new Promise((r) => setTimeout(r, 500));
     }
     return { dirAuthorities, relays: [`${address}/32`], consensusMs: Date.now() - started, processes, stop };

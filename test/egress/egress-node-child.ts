@@ -77,6 +77,8 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Conn
       if (received.includes('\n')) done({ ok: received.startsWith('ok '), greeting: received.trim() });
     });
     socket.on('error', (error: NodeJS.ErrnoException) => done({ ok: false, code: error.code ?? error.message }));
+    // Closed before a greeting (a proxy such as Tor's TransPort that could not reach the far end).
+    socket.on('close', () => done({ ok: false, code: 'ECLOSED', greeting: received.trim() }));
   });
 }
 
@@ -140,7 +142,7 @@ async function handle(request: NodeRequest): Promise<unknown> {
       const report = { planGeneration: 0, planDigest: '', planError: '', models: [], services: [], observedUnixMillis: 0, duties: [] } as Report;
       await tor.contribute(report);
       const result = agent.dutyResults().find((r) => r.duty === 'tor')!;
-      return { tor: TorReport.toJSON(report.tor!), result: DutyResult.toJSON(result), torDir: `${stateDir}-tor` };
+      return { tor: TorReport.toJSON(report.tor!), result: DutyResult.toJSON(result), torDir: `${stateDir}-tor`, log: tor.recentLog() };
     }
     case 'stopLoops':
       // The table stays as it is; nothing re-checks it any more.

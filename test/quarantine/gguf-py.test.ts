@@ -1,10 +1,10 @@
 // Files written by llama.cpp's own Python gguf package: our parser agrees with gguf.GGUFReader on
 // every key, value and tensor, the ggml type table matches GGML_QUANT_SIZES, and the sandboxed
-// pipeline accepts the files. The package comes from PyPI into a venv under .test-output (or set
-// SECAI_GGUF_PYTHON to a Python that has it).
+// pipeline accepts the files. The package comes from PyPI, pinned, in the venv of
+// hack/python-tools (python-tools.ts).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,33 +14,22 @@ import { checkTensorLayout, GgufType, isArrayRef, parseGgufHeader, readArrayItem
 import { verifyArtifact } from '../../agents/src/quarantine/pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY } from '../../agents/src/quarantine/policy.js';
 import { createScannerSandbox } from '../../agents/src/quarantine/scanner-sandbox.js';
+import { pythonToolsBin } from './python-tools.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 const ORACLE = join(ROOT, 'test/quarantine/gguf_py_oracle.py');
-const GGUF_PY_VERSION = '0.19.0';
 let python: string;
 let dir: string;
 let files: string[];
 
-async function ensurePython(): Promise<string> {
-  if (process.env.SECAI_GGUF_PYTHON) return process.env.SECAI_GGUF_PYTHON;
-  const venv = join(ROOT, '.test-output/quarantine-gguf-venv');
-  const bin = join(venv, 'bin/python');
-  if (!existsSync(join(venv, 'installed'))) {
-    await run('python3', ['-m', 'venv', venv]);
-    await run(bin, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', `gguf==${GGUF_PY_VERSION}`], { timeout: 300_000 });
-    await run('touch', [join(venv, 'installed')]);
-  }
-  return bin;
-}
 
 async function oracle(...args: string[]): Promise<string> {
   return (await run(python, [ORACLE, ...args], { maxBuffer: 64 * 1024 * 1024 })).stdout;
 }
 
 beforeAll(async () => {
-  python = await ensurePython();
+  python = join(pythonToolsBin(), 'python');
   dir = mkdtempSync(join(tmpdir(), 'gguf-py-'));
   files = (await oracle('write', dir)).trim().split('\n');
 }, 360_000);

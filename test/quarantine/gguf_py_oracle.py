@@ -1,6 +1,10 @@
 """llama.cpp's own gguf package as writer and oracle for the quarantine's GGUF parser.
 
   gguf_py_oracle.py write <dir>   writes the test models, one per line on stdout
+  gguf_py_oracle.py architectures <dir>
+                                  writes valid llama, qwen2 and gpt2 models llama.cpp loads, as
+                                  converters write real checkpoints: norm gains of ones, biases of
+                                  zeros, F16 embeddings and Q8_0 matrices; one per line on stdout
   gguf_py_oracle.py read <file>   prints what gguf.GGUFReader sees, as JSON
   gguf_py_oracle.py types         prints the ggml type table (name, block size, type size)
 """
@@ -78,6 +82,92 @@ def write(directory):
         print(path)
 
 
+WIDTH, HEADS, FFN, BLOCKS, CONTEXT = 64, 4, 128, 2, 256
+
+
+def architecture(directory, arch, rng):
+    """One model of `arch` with the tensors and keys llama.cpp's loader asks for."""
+    path = f'{directory}/valid-{arch}.gguf'
+    writer = gguf.GGUFWriter(path, arch)
+    writer.add_name(f'secai-valid-{arch}')
+    writer.add_context_length(CONTEXT)
+    writer.add_embedding_length(WIDTH)
+    writer.add_block_count(BLOCKS)
+    writer.add_feed_forward_length(FFN)
+    writer.add_head_count(HEADS)
+    writer.add_head_count_kv(HEADS)
+    if arch == 'gpt2':
+        writer.add_layer_norm_eps(1e-5)
+    else:
+        writer.add_layer_norm_rms_eps(1e-6)
+        writer.add_rope_dimension_count(WIDTH // HEADS)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    tokens, scores, types = vocabulary(1000)
+    writer.add_tokenizer_model('llama')
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    vocab = len(tokens)
+
+    def matrix(name, rows, cols, kind='q8'):
+        w = (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+        if kind == 'f16':
+            writer.add_tensor(name, w.astype(np.float16))
+        else:
+            q = quantize(w, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+
+    ones = lambda name, n=WIDTH: writer.add_tensor(name, np.ones(n, dtype=np.float32))
+    zeros = lambda name, n=WIDTH: writer.add_tensor(name, np.zeros(n, dtype=np.float32))
+
+    matrix('token_embd.weight', vocab, WIDTH, 'f16')
+    if arch == 'gpt2':
+        matrix('position_embd.weight', CONTEXT, WIDTH, 'f16')
+    for b in range(BLOCKS):
+        ones(f'blk.{b}.attn_norm.weight')
+        if arch == 'gpt2':
+            zeros(f'blk.{b}.attn_norm.bias')
+            matrix(f'blk.{b}.attn_qkv.weight', 3 * WIDTH, WIDTH)
+            zeros(f'blk.{b}.attn_qkv.bias', 3 * WIDTH)
+        else:
+            for t in ('q', 'k', 'v'):
+                matrix(f'blk.{b}.attn_{t}.weight', WIDTH, WIDTH)
+                if arch == 'qwen2':
+                    zeros(f'blk.{b}.attn_{t}.bias')
+        matrix(f'blk.{b}.attn_output.weight', WIDTH, WIDTH)
+        if arch == 'gpt2':
+            zeros(f'blk.{b}.attn_output.bias')
+        ones(f'blk.{b}.ffn_norm.weight')
+        if arch == 'gpt2':
+            zeros(f'blk.{b}.ffn_norm.bias')
+            matrix(f'blk.{b}.ffn_up.weight', FFN, WIDTH)
+            zeros(f'blk.{b}.ffn_up.bias', FFN)
+            matrix(f'blk.{b}.ffn_down.weight', WIDTH, FFN)
+            zeros(f'blk.{b}.ffn_down.bias')
+        else:
+            matrix(f'blk.{b}.ffn_gate.weight', FFN, WIDTH)
+            matrix(f'blk.{b}.ffn_up.weight', FFN, WIDTH)
+            matrix(f'blk.{b}.ffn_down.weight', WIDTH, FFN)
+    ones('output_norm.weight')
+    if arch == 'gpt2':
+        zeros('output_norm.bias')
+    # Untied: with random weights a tied output echoes the prompt's last token (the residual stream
+    # is mostly that token's embedding), which the smoke test reads as an empty answer.
+    matrix('output.weight', vocab, WIDTH)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def architectures(directory):
+    for seed, arch in enumerate(('llama', 'qwen2', 'gpt2')):
+        print(architecture(directory, arch, np.random.default_rng(20261207 + seed)))
+
+
 def value(field):
     kind = field.types[0]
     if kind == gguf.GGUFValueType.ARRAY:
@@ -107,4 +197,4 @@ def types():
 
 
 if __name__ == '__main__':
-    {'write': lambda: write(sys.argv[2]), 'read': lambda: read(sys.argv[2]), 'types': types}[sys.argv[1]]()
+    {'write': lambda: write(sys.argv[2]), 'architectures': lambda: architectures(sys.argv[2]), 'read': lambda: read(sys.argv[2]), 'types': types}[sys.argv[1]]()

@@ -115,6 +115,8 @@ export interface SigningLab {
   otherTrustedRootJson: string;
   signBlob(file: string, key?: 'main' | 'other'): Promise<string>;
   attestBlob(file: string): Promise<string>;
+  /** Keyless, for a ready in-toto statement (`attest-blob --statement`): certificate from the test CA, timestamp from the loopback TSA. */
+  attestStatementKeyless(statementJson: string): Promise<string>;
   /** Keyless: certificate from the test CA, timestamp from the loopback TSA. */
   signKeyless(file: string, options?: { ca?: 'main' | 'other'; timestamp?: boolean }): Promise<string>;
   close(): Promise<void>;
@@ -184,6 +186,13 @@ export async function startSigningLab(): Promise<SigningLab> {
       const [key, cert, chain] = options.ca === 'other' ? ['otherleafcosign.key', 'otherleaf.pem', 'otherca.pem'] : ['leafcosign.key', 'leaf.pem', 'ca.pem'];
       const timestamp = options.timestamp === false ? [] : ['--timestamp-server-url', tsaUrl];
       await run(COSIGN, ['sign-blob', '--key', join(dir, key), '--certificate', join(dir, cert), '--certificate-chain', join(dir, chain), ...timestamp, ...OFFLINE, '--bundle', out, file], { env: COSIGN_ENV });
+      return readFileSync(out, 'utf8');
+    },
+    async attestStatementKeyless(statementJson) {
+      const out = bundlePath();
+      const statement = join(dir, `statement-${counter}.json`);
+      writeFileSync(statement, statementJson);
+      await run(COSIGN, ['attest-blob', '--statement', statement, '--key', join(dir, 'leafcosign.key'), '--certificate', join(dir, 'leaf.pem'), '--certificate-chain', join(dir, 'ca.pem'), '--timestamp-server-url', tsaUrl, ...OFFLINE, '--bundle', out], { env: COSIGN_ENV });
       return readFileSync(out, 'utf8');
     },
     async close() {

@@ -73,6 +73,16 @@ async function torState(side = node, predicate: (state: { tor: { state: string; 
 const connections = () => [...upstream.stdout().matchAll(/^connection (\d+) from (\S+)$/gm)].map((m) => ({ port: Number(m[1]), from: m[2]! }));
 const connect = (host: string, port: number, side = node) => side.request({ op: 'connect', host, port, timeoutMs: 20_000 }, 30_000);
 
+/** A via: Tor connection; when it fails, what the node's client and the exit logged, to say why. */
+async function torConnect(host: string, port: number) {
+  const outcome = await connect(host, port);
+  if (!outcome.ok) {
+    const client = ((await node.request({ op: 'tor' })).log as string[]).join('\n');
+    process.stderr.write(`via: Tor connection to ${host}:${port} failed (${JSON.stringify(outcome)})\nthe node's Tor client logged:\n${client}\nthe exit logged:\n${network.processes.at(-1)!.stdout().slice(-4000)}\n`);
+  }
+  return outcome;
+}
+
 beforeAll(async () => {
   workDir = mkdtempSync(join(tmpdir(), 'tor-egress-'));
   harness = await NetnsHarness.create({ prefix: 'sftor' });
@@ -113,7 +123,7 @@ it('reaches a via: Tor destination through the node\'s Tor client; the upstream 
   const ready = await torState(node, (s) => s.tor.state === 'TOR_STATE_AVAILABLE');
   process.stderr.write(`node Tor client bootstrapped ${Date.now() - started} ms after the plan\n`);
   expect(ready.result).toMatchObject({ status: 'DUTY_STATUS_OK', reason: 'Converged' });
-  await expect(connect(UPSTREAM, TOR_PORT)).resolves.toMatchObject({ ok: true, greeting: `ok ${TOR_PORT}` });
+  await expect(torConnect(UPSTREAM, TOR_PORT)).resolves.toMatchObject({ ok: true, greeting: `ok ${TOR_PORT}` });
   await expect(connect(UPSTREAM, DIRECT_PORT)).resolves.toMatchObject({ ok: true, greeting: `ok ${DIRECT_PORT}` });
   const seen = connections();
   expect(seen.filter((c) => c.port === TOR_PORT).map((c) => c.from)).toEqual([TORNET_UP]);
@@ -141,7 +151,7 @@ it('resolves via: Tor names through Tor only: the exit asks the upstream\'s reso
     expect(upstream.stdout()).toMatch(asked);
     expect(upstream.stdout()).not.toMatch(new RegExp(`^query \\S+ \\d+ ${NODE_DIRECT.replaceAll('.', '\\.')}`, 'm'));
     // The names' address answers through Tor, and only through Tor.
-    await expect(connect(UPSTREAM_BY_NAME, TOR_PORT)).resolves.toMatchObject({ ok: true, greeting: `ok ${TOR_PORT}` });
+    await expect(torConnect(UPSTREAM_BY_NAME, TOR_PORT)).resolves.toMatchObject({ ok: true, greeting: `ok ${TOR_PORT}` });
     expect(connections().filter((c) => c.port === TOR_PORT && c.from === NODE_DIRECT)).toEqual([]);
   } finally {
     capture.kill('SIGINT');
@@ -167,7 +177,7 @@ it('fails closed when the Tor client is stopped: TorUnavailable, via: Tor refuse
   expect(connections().slice(before)).toEqual([]);
   // The agent restarts its client; the same plan works again.
   await torState(node, (s) => s.tor.state === 'TOR_STATE_AVAILABLE' && Number(s.tor.restarts) >= 1);
-  await expect(connect(UPSTREAM, TOR_PORT)).resolves.toMatchObject({ ok: true });
+  await expect(torConnect(UPSTREAM, TOR_PORT)).resolves.toMatchObject({ ok: true });
   expect(connections().slice(before).map((c) => c.from)).toEqual([TORNET_UP]);
 }, 240_000);
 

@@ -89,6 +89,17 @@ it('verifies keyed and keyless signatures', async () => {
   expect(JSON.parse(stranger.stdout)).toMatchObject({ stage: 'Signature', reason: 'IdentityMismatch' });
 }, 120_000);
 
+it('prints the usage and exits 0 for --help and -h', async () => {
+  for (const flag of ['--help', '-h']) {
+    const { code, stdout, stderr } = await cli([flag]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/^usage: secai-quarantine <file\|url\|oci:/);
+    expect(stdout).toContain('exit status: 0 trusted, 1 rejected, 2 usage error');
+  }
+  expect((await cli([file, '--sha256', sha256, '--help'])).code).toBe(0);
+  expect((await cli(['--help', '--fast'])).code).toBe(2);
+});
+
 it('exits 2 on usage errors', async () => {
   const { code, stderr } = await cli([file]);
   expect(code).toBe(2);
@@ -109,7 +120,20 @@ describe('parses the command line', () => {
       json: true,
     });
   });
+  it('an OpenSSF model signature with a certificate chain and the file it names', () => {
+    expect(parseCommandLine(['m.gguf', '--sha256', hex, '--model-signature', 's', '--certificate-chain', 'c', '--model-file', 'w/m.gguf'])).toEqual({
+      source: { kind: 'file', path: 'm.gguf' },
+      sha256: hex,
+      signature: { bundle: 's', certificateChain: 'c', modelSigning: { file: 'w/m.gguf' } },
+      json: false,
+    });
+    expect(parseCommandLine(['m.gguf', '--sha256', hex, '--model-signature', 's', '--key', 'k'])).toMatchObject({ signature: { bundle: 's', key: 'k', modelSigning: {} } });
+  });
   it.each([
+    ['both a bundle and a model signature', ['a', '--sha256', hex, '--bundle', 'b', '--model-signature', 's', '--key', 'k']],
+    ['a certificate chain for a cosign bundle', ['a', '--sha256', hex, '--bundle', 'b', '--certificate-chain', 'c']],
+    ['a model file without a model signature', ['a', '--sha256', hex, '--bundle', 'b', '--key', 'k', '--model-file', 'm']],
+    ['a key and a certificate chain', ['a', '--sha256', hex, '--model-signature', 's', '--key', 'k', '--certificate-chain', 'c']],
     ['no target', ['--sha256', hex]],
     ['two targets', ['a', 'b', '--sha256', hex]],
     ['no pin', ['a']],

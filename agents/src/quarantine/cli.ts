@@ -2,8 +2,10 @@
 // ever reaches the fleet. It runs the same stages as the agent (fetch, the sandboxed one pass,
 // offline signature verification, static checks) and promotes nothing.
 //
-//   secai-quarantine <file|url> --sha256 HEX [--size N]
-//       [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)] [--allow-insecure-http] [--json]
+//   secai-quarantine <file|url|oci://registry/repository@sha256:manifest> --sha256 HEX [--size N]
+//       [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)]
+//       [--model-signature F [--model-file NAME] (--key PEM | --certificate-chain F | --identity RE --issuer URL --trusted-root F)]
+//       [--allow-insecure-http] [--json]
 //
 // Exit status: 0 trusted, 1 rejected, 2 usage error.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -11,29 +13,35 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runCommand } from '../exec.js';
+import { parseOciReference } from './oci-source.js';
 import { verifyArtifact, type ArtifactSource, type SignatureInput } from './pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY } from './policy.js';
 import { createScannerSandbox } from './scanner-sandbox.js';
+import { signaturePolicyOf, type ModelSigningMethod } from './model-signature.js';
 import { isAnchoredPattern } from './signature.js';
 import { composeVerdict, notRequested, Stage, type Verdict } from './verdict.js';
 
-export const USAGE = `usage: secai-quarantine <file|url> --sha256 HEX [--size N]
+export const USAGE = `usage: secai-quarantine <file|url|oci://REGISTRY/REPO@sha256:MANIFEST> --sha256 HEX [--size N]
          [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)]
+         [--model-signature F [--model-file NAME]
+            (--key PEM | --certificate-chain F | --identity RE --issuer URL --trusted-root F)]
          [--allow-insecure-http] [--json]
+       secai-quarantine --help
 exit status: 0 trusted, 1 rejected, 2 usage error`;
 
 export interface CliRequest {
   source: ArtifactSource;
   sha256: string;
   sizeBytes?: number;
-  signature?: { bundle: string; key?: string; identity?: string; issuer?: string; trustedRoot?: string };
+  /** A cosign bundle (`--bundle`) or an OpenSSF model signature (`--model-signature`). */
+  signature?: { bundle: string; modelSigning?: { file?: string }; key?: string; certificateChain?: string; identity?: string; issuer?: string; trustedRoot?: string };
   json: boolean;
 }
 
 export class UsageError extends Error {}
 
 /** Parses the command line; pure. */
-export function parseCommandLine(argv: readonly string[]): CliRequest {
+export function parseCommandLine(argv: readonly string[]): CliRequest | 'help' {
   let parsed;
   try {
     parsed = parseArgs({
@@ -44,18 +52,23 @@ export function parseCommandLine(argv: readonly string[]): CliRequest {
         sha256: { type: 'string' },
         size: { type: 'string' },
         bundle: { type: 'string' },
+        'model-signature': { type: 'string' },
+        'model-file': { type: 'string' },
+        'certificate-chain': { type: 'string' },
         key: { type: 'string' },
         identity: { type: 'string' },
         issuer: { type: 'string' },
         'trusted-root': { type: 'string' },
         'allow-insecure-http': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
       },
     });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
   const { values, positionals } = parsed;
+  if (values.help) return 'help';
   if (positionals.length !== 1) throw new UsageError('give exactly one file or URL');
   const target = positionals[0]!;
   const sha256 = values.sha256?.toLowerCase();
@@ -67,18 +80,33 @@ export function parseCommandLine(argv: readonly string[]): CliRequest {
   }
   const keyless = [values.identity, values.issuer, values['trusted-root']];
   const anyKeyless = keyless.some((v) => v !== undefined);
-  if (values.bundle === undefined && (values.key !== undefined || anyKeyless)) throw new UsageError('--key, --identity, --issuer and --trusted-root need --bundle');
+  const bundle = values.bundle ?? values['model-signature'];
+  const oms = values['model-signature'] !== undefined;
+  if (values.bundle !== undefined && oms) throw new UsageError('give either --bundle or --model-signature, not both');
+  if (bundle === undefined && (values.key !== undefined || anyKeyless || values['certificate-chain'] !== undefined)) {
+    throw new UsageError('--key, --certificate-chain, --identity, --issuer and --trusted-root need --bundle or --model-signature');
+  }
+  if (!oms && values['certificate-chain'] !== undefined) throw new UsageError('--certificate-chain needs --model-signature');
+  if (!oms && values['model-file'] !== undefined) throw new UsageError('--model-file needs --model-signature');
   let signature: CliRequest['signature'];
-  if (values.bundle !== undefined) {
-    if (values.key !== undefined && anyKeyless) throw new UsageError('give either --key or --identity/--issuer/--trusted-root, not both');
-    if (values.key !== undefined) signature = { bundle: values.bundle, key: values.key };
+  if (bundle !== undefined) {
+    const methods = [values.key !== undefined, values['certificate-chain'] !== undefined, anyKeyless].filter(Boolean).length;
+    if (methods > 1) throw new UsageError('give one of --key, --certificate-chain or --identity/--issuer/--trusted-root');
+    if (values.key !== undefined) signature = { bundle, key: values.key };
+    else if (values['certificate-chain'] !== undefined) signature = { bundle, certificateChain: values['certificate-chain'] };
     else if (keyless.every((v) => v !== undefined)) {
       if (!isAnchoredPattern(values.identity!)) throw new UsageError('--identity must be anchored: start with ^ and end with $');
-      signature = { bundle: values.bundle, identity: values.identity!, issuer: values.issuer!, trustedRoot: values['trusted-root']! };
-    } else throw new UsageError('--bundle needs --key, or all of --identity, --issuer and --trusted-root');
+      signature = { bundle, identity: values.identity!, issuer: values.issuer!, trustedRoot: values['trusted-root']! };
+    } else throw new UsageError(`${oms ? '--model-signature' : '--bundle'} needs --key${oms ? ', --certificate-chain' : ''}, or all of --identity, --issuer and --trusted-root`);
+    if (oms) signature.modelSigning = values['model-file'] !== undefined ? { file: values['model-file'] } : {};
   }
   const isUrl = /^https?:\/\//i.test(target);
-  const source: ArtifactSource = isUrl ? { kind: 'url', url: target, allowInsecureHttp: values['allow-insecure-http'] } : { kind: 'file', path: target };
+  let source: ArtifactSource;
+  if (target.startsWith('oci://')) {
+    const oci = parseOciReference(target, values['allow-insecure-http']);
+    if (!oci) throw new UsageError('an OCI source is oci://REGISTRY/REPOSITORY@sha256:DIGEST (the manifest digest)');
+    source = { kind: 'oci', oci };
+  } else source = isUrl ? { kind: 'url', url: target, allowInsecureHttp: values['allow-insecure-http'] } : { kind: 'file', path: target };
   const request: CliRequest = { source, sha256, json: values.json };
   if (sizeBytes !== undefined) request.sizeBytes = sizeBytes;
   if (signature) request.signature = signature;
@@ -87,11 +115,13 @@ export function parseCommandLine(argv: readonly string[]): CliRequest {
 
 async function signatureInput(signature: NonNullable<CliRequest['signature']>): Promise<SignatureInput> {
   const bundleJson = await readFile(signature.bundle, 'utf8');
-  if (signature.key !== undefined) return { bundleJson, policy: { kind: 'key', publicKeyPem: await readFile(signature.key, 'utf8') } };
-  return {
-    bundleJson,
-    policy: { kind: 'keyless', issuer: signature.issuer!, subjectPattern: signature.identity!, trustedRootJson: await readFile(signature.trustedRoot!, 'utf8') },
-  };
+  let method: ModelSigningMethod;
+  if (signature.key !== undefined) method = { kind: 'key', publicKeyPem: await readFile(signature.key, 'utf8') };
+  else if (signature.certificateChain !== undefined) method = { kind: 'certificate', certificateChainPem: await readFile(signature.certificateChain, 'utf8') };
+  else method = { kind: 'sigstore', issuer: signature.issuer!, subjectPattern: signature.identity!, trustedRootJson: await readFile(signature.trustedRoot!, 'utf8') };
+  const policy = signaturePolicyOf(method, signature.modelSigning);
+  if (!policy) throw new UsageError('--certificate-chain needs --model-signature');
+  return { bundleJson, policy };
 }
 
 /** Runs the check; the verdict's Promotion stage is always "not requested". */
@@ -119,7 +149,12 @@ export function formatVerdict(verdict: Verdict): string {
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let request: CliRequest;
   try {
-    request = parseCommandLine(argv);
+    const parsed = parseCommandLine(argv);
+    if (parsed === 'help') {
+      out.write(`${USAGE}\n`);
+      return 0;
+    }
+    request = parsed;
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     err.write(`secai-quarantine: ${e.message}\n${USAGE}\n`);

@@ -3,7 +3,7 @@
 // the same scheme, host and port unless policy allows otherwise (https never downgrades to http
 // unless the Model allows http at all). Every hop is also checked by an injected destination
 // filter, which the agent backs with its egress plan.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdir, unlink } from 'node:fs/promises';
@@ -22,6 +22,10 @@ export interface FetchOptions extends FetchPolicy {
   allowDestination?: (url: URL) => boolean;
   /** Extra trust anchors for https (a private mirror, or tests). */
   ca?: string | Buffer;
+  /** The Accept header (an OCI registry answers a manifest in the media type asked for). */
+  accept?: string;
+  /** The body's SHA-256, hex: checked while it streams, the file removed when it differs (OCI blobs). */
+  expectSha256?: string;
 }
 
 export type SourceCheck = { ok: true; url: URL } | { ok: false; reason: ReasonCode; message: string };
@@ -66,7 +70,7 @@ class FetchFailure extends Error {
 function request(url: URL, options: FetchOptions, signal: AbortSignal, onIdle: () => void): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : http;
-    const req = client.get(url, { signal, timeout: options.idleTimeoutMs, headers: { 'user-agent': 'secai-quarantine', accept: '*/*' }, ...(options.ca ? { ca: options.ca } : {}) }, resolve);
+    const req = client.get(url, { signal, timeout: options.idleTimeoutMs, headers: { 'user-agent': 'secai-quarantine', accept: options.accept ?? '*/*' }, ...(options.ca ? { ca: options.ca } : {}) }, resolve);
     // The socket's idle timer keeps running while the body streams; the error the destroyed
     // response then raises does not say why, so the caller is told first.
     req.on('timeout', () => {
@@ -136,10 +140,12 @@ export async function fetchToStaging(source: string, stagingDir: string, options
       throw new FetchFailure(Reason.TooLarge, `the server announces ${declared} bytes, more than the limit of ${options.maxBytes}`);
     }
     const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+    const hash = options.expectSha256 ? createHash('sha256') : undefined;
     try {
       for await (const chunk of response) {
         written += (chunk as Buffer).length;
         if (written > options.maxBytes) throw new FetchFailure(Reason.TooLarge, `the body exceeds the limit of ${options.maxBytes} bytes`);
+        hash?.update(chunk as Buffer);
         if (!out.write(chunk)) await once(out, 'drain');
       }
     } finally {
@@ -147,6 +153,7 @@ export async function fetchToStaging(source: string, stagingDir: string, options
       await once(out, 'close');
     }
     if (Number.isFinite(declared) && declared !== written) throw new FetchFailure(Reason.TransferFailed, `the transfer ended after ${written} of ${declared} bytes`);
+    if (hash && hash.digest('hex') !== options.expectSha256) throw new FetchFailure(Reason.BlobDigestMismatch, `the body's SHA-256 is not ${options.expectSha256!.slice(0, 16)}..., the digest it was asked for`);
     return {
       stage: passed(Stage.Fetch, `fetched ${written} bytes in ${Date.now() - started} ms`, { sizeBytes: written, host: checked.url.host }),
       file: { path, sizeBytes: written },

@@ -13,9 +13,11 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import type { ModelPlan } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { AuditSink } from '../audit/audit-sink.js';
 import { fetchToStaging, type FetchOptions } from './fetch.js';
+import { pullOciModel, type OciModelSource } from './oci-source.js';
 import { applyOverrides, policyDigest, type QuarantinePolicy } from './policy.js';
 import { SCANNER_PROTOCOL_VERSION, type ScanFacts, type ScanJob } from './scanner-protocol.js';
 import type { ScannerSandbox } from './scanner-sandbox.js';
+import { signaturePolicyOf, type ModelSigningMethod } from './model-signature.js';
 import { MAX_BUNDLE_BYTES, type SignaturePolicy } from './signature.js';
 import { runSmokeTest, type SmokeTestModel } from './smoke-test.js';
 import type { Pin } from './stage-checks.js';
@@ -52,7 +54,9 @@ export type ArtifactSource =
   /** A local file scanned where it is and never moved (the command-line face). */
   | { kind: 'file'; path: string }
   /** A node-local import: moved into staging like a download. */
-  | { kind: 'import'; path: string };
+  | { kind: 'import'; path: string }
+  /** The GGUF layer of an OCI artifact, pulled into staging by manifest digest. */
+  | { kind: 'oci'; oci: OciModelSource };
 
 export interface VerifyDeps {
   sandbox: ScannerSandbox;
@@ -80,8 +84,11 @@ function fetchOptions(policy: QuarantinePolicy, maxBytes: number, allowInsecureH
 
 async function acquire(source: ArtifactSource, pin: Pin, policy: QuarantinePolicy, deps: VerifyDeps): Promise<{ stage: StageResult; path?: string; sizeBytes?: number; owned: boolean }> {
   const maxBytes = pin.sizeBytes ? Math.min(policy.maxSizeBytes, pin.sizeBytes) : policy.maxSizeBytes;
-  if (source.kind === 'url') {
-    const { stage, file } = await fetchToStaging(source.url, deps.stagingDir, fetchOptions(policy, maxBytes, source.allowInsecureHttp, deps));
+  if (source.kind === 'url' || source.kind === 'oci') {
+    const { stage, file } =
+      source.kind === 'url'
+        ? await fetchToStaging(source.url, deps.stagingDir, fetchOptions(policy, maxBytes, source.allowInsecureHttp, deps))
+        : await pullOciModel(source.oci, pin.sha256, deps.stagingDir, fetchOptions(policy, maxBytes, source.oci.plainHttp, deps));
     return { stage, ...(file ? { path: file.path, sizeBytes: file.sizeBytes } : {}), owned: true };
   }
   let stat;
@@ -189,17 +196,25 @@ export interface QuarantineResult {
   policyDigest: string;
 }
 
-function planSource(url: string, allowInsecureHttp: boolean): ArtifactSource {
+function planSource(plan: ModelPlan): ArtifactSource {
+  if (plan.oci) return { kind: 'oci', oci: { ...plan.oci, plainHttp: plan.allowInsecureHttp } };
+  const { url, allowInsecureHttp } = plan;
   return url.startsWith('file://') ? { kind: 'import', path: fileURLToPath(url) } : { kind: 'url', url, allowInsecureHttp };
 }
 
 function planSignature(plan: ModelPlan): SignatureInput | { failure: StageResult } | undefined {
   const sig = plan.signature;
   if (!sig) return undefined;
-  let policy: SignaturePolicy;
-  if (sig.publicKeyPem && !sig.keyless) policy = { kind: 'key', publicKeyPem: sig.publicKeyPem };
-  else if (sig.keyless && !sig.publicKeyPem) policy = { kind: 'keyless', issuer: sig.keyless.issuer, subjectPattern: sig.keyless.subjectPattern, trustedRootJson: Buffer.from(sig.keyless.trustedRootJson).toString('utf8') };
-  else return { failure: failed(Stage.Signature, Reason.SignaturePolicyInvalid, 'the signature names neither or both of a public key and a keyless identity') };
+  const chain = sig.modelSigning?.certificateChainPem.length ? Buffer.from(sig.modelSigning.certificateChainPem).toString('utf8') : undefined;
+  if ([sig.publicKeyPem !== '', sig.keyless !== undefined, chain !== undefined].filter(Boolean).length !== 1) {
+    return { failure: failed(Stage.Signature, Reason.SignaturePolicyInvalid, 'the signature names none or more than one of a public key, a keyless identity and a certificate chain') };
+  }
+  let method: ModelSigningMethod;
+  if (sig.publicKeyPem) method = { kind: 'key', publicKeyPem: sig.publicKeyPem };
+  else if (sig.keyless) method = { kind: 'sigstore', issuer: sig.keyless.issuer, subjectPattern: sig.keyless.subjectPattern, trustedRootJson: Buffer.from(sig.keyless.trustedRootJson).toString('utf8') };
+  else method = { kind: 'certificate', certificateChainPem: chain! };
+  const policy = signaturePolicyOf(method, sig.modelSigning && (sig.modelSigning.file ? { file: sig.modelSigning.file } : {}));
+  if (!policy) return { failure: failed(Stage.Signature, Reason.SignaturePolicyInvalid, 'a certificate chain verifies OpenSSF model signatures only') };
   const input: SignatureInput = { policy };
   if (sig.bundleJson.length > 0) input.bundleJson = Buffer.from(sig.bundleJson).toString('utf8');
   else if (sig.bundleUrl) input.bundleUrl = sig.bundleUrl;
@@ -225,7 +240,7 @@ export async function quarantineModel(plan: ModelPlan, nodePolicy: QuarantinePol
       results.push(failed(Stage.Format, Reason.FormatNotAllowed, `format ${plan.format || '(none)'} is not accepted (gguf only)`));
     } else {
       const signature = planSignature(plan);
-      const input = { source: planSource(plan.url, plan.allowInsecureHttp), pin: { sha256: plan.sha256, sizeBytes: plan.sizeBytes }, policy };
+      const input = { source: planSource(plan), pin: { sha256: plan.sha256, sizeBytes: plan.sizeBytes }, policy };
       const verified = await verifyArtifact(signature && 'failure' in signature ? input : { ...input, ...(signature ? { signature } : {}) }, { ...deps, stagingDir: deps.store.stagingDir });
       results = verified.results;
       if (signature && 'failure' in signature) results = results.map((r) => (r.stage === Stage.Signature && r.status !== 'failed' ? signature.failure : r));
@@ -241,7 +256,7 @@ export async function quarantineModel(plan: ModelPlan, nodePolicy: QuarantinePol
           manifest = {
             version: MANIFEST_VERSION,
             name: plan.name,
-            source: plan.url,
+            source: plan.oci ? `oci://${plan.oci.registry}/${plan.oci.repository}@${plan.oci.digest}` : plan.url,
             sha256: facts.sha256,
             sizeBytes: facts.sizeBytes,
             tensorMerkleRoot: tree.tensorMerkleRoot,

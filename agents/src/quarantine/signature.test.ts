@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSigningLab, TEST_IDENTITY, TEST_ISSUER, type SigningLab } from '../../../test/quarantine/signing-fixtures.js';
 import { tinyModelBytes } from '../../../test/support/tiny-model.js';
-import { isAnchoredPattern, verifySignatureOffline, type SignaturePolicy } from './signature.js';
+import { isAnchoredPattern, verifySignatureOffline, type BundlePolicy } from './signature.js';
 import { Reason } from './verdict.js';
 
 let lab: SigningLab;
@@ -39,8 +39,8 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const key = (): SignaturePolicy => ({ kind: 'key', publicKeyPem: lab.publicKeyPem });
-const keyless = (change: Partial<Extract<SignaturePolicy, { kind: 'keyless' }>> = {}): SignaturePolicy => ({
+const key = (): BundlePolicy => ({ kind: 'key', publicKeyPem: lab.publicKeyPem });
+const keyless = (change: Partial<Extract<BundlePolicy, { kind: 'keyless' }>> = {}): BundlePolicy => ({
   kind: 'keyless',
   issuer: TEST_ISSUER,
   subjectPattern: `^${TEST_IDENTITY.replaceAll('.', '\\.')}$`,

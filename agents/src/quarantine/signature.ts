@@ -13,14 +13,19 @@ import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { PolicyError, toSignedEntity, toTrustMaterial, VerificationError, Verifier, type SignedEntity } from '@sigstore/verify';
 import { UnsupportedKeyError, verifyDigestSignature } from './digest-signature.js';
+import type { ModelSigningPolicy } from './model-signature.js';
 import { failed, passed, Reason, Stage, type ReasonCode, type StageResult } from './verdict.js';
 
 export const MAX_BUNDLE_BYTES = 1024 * 1024;
 export const MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024;
 
-export type SignaturePolicy =
+/** How a cosign / sigstore bundle over the artifact's own digest is verified. */
+export type BundlePolicy =
   | { kind: 'key'; publicKeyPem: string }
   | { kind: 'keyless'; issuer: string; subjectPattern: string; trustedRootJson: string };
+
+/** Either a bundle over the artifact's digest or an OpenSSF model signature (model-signature.ts). */
+export type SignaturePolicy = BundlePolicy | ModelSigningPolicy;
 
 /**
  * An anchored pattern starts with ^ and ends with an unescaped $, so that it cannot match a
@@ -90,53 +95,37 @@ function signedEntity(bundle: Bundle, digest: Buffer): SignedEntity {
   };
 }
 
-/**
- * Verifies `bundleJson` for the artifact whose SHA-256 is `digestHex` under `policy`. Pure apart
- * from the clock sigstore reads to check certificate validity against timestamps.
- */
-export function verifySignatureOffline(bundleJson: Uint8Array | string, digestHex: string, policy: SignaturePolicy): StageResult {
-  const digest = Buffer.from(digestHex, 'hex');
-  if (!/^[0-9a-f]{64}$/.test(digestHex)) return fail(Reason.SignaturePolicyInvalid, 'the digest to verify is not 64 lowercase hex digits');
+interface ParsedPolicy {
+  key?: KeyObject;
+  trustedRoot: TrustedRoot;
+  subject?: RegExp;
+}
 
-  // The policy first: a broken policy is the operator's mistake, not the artifact's.
-  let key: KeyObject | undefined;
-  let trustedRoot: TrustedRoot;
-  let subject: RegExp | undefined;
+/** The policy's key or trusted root; a broken policy is the operator's mistake, not the artifact's. */
+export function parseBundlePolicy(policy: BundlePolicy): ParsedPolicy | StageResult {
   try {
     if (policy.kind === 'key') {
-      key = createPublicKey(policy.publicKeyPem);
-      trustedRoot = TrustedRoot.fromJSON({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] });
-    } else {
-      if (!isAnchoredPattern(policy.subjectPattern)) return fail(Reason.SignaturePolicyInvalid, `subject pattern ${policy.subjectPattern} is not anchored with ^ and $`);
-      if (!policy.issuer) return fail(Reason.SignaturePolicyInvalid, 'keyless verification needs an issuer');
-      subject = new RegExp(policy.subjectPattern);
-      if (policy.trustedRootJson.length > MAX_TRUSTED_ROOT_BYTES) return fail(Reason.SignaturePolicyInvalid, 'the trusted root is too large');
-      trustedRoot = TrustedRoot.fromJSON(JSON.parse(policy.trustedRootJson));
+      return {
+        key: createPublicKey(policy.publicKeyPem),
+        trustedRoot: TrustedRoot.fromJSON({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] }),
+      };
     }
+    if (!isAnchoredPattern(policy.subjectPattern)) return fail(Reason.SignaturePolicyInvalid, `subject pattern ${policy.subjectPattern} is not anchored with ^ and $`);
+    if (!policy.issuer) return fail(Reason.SignaturePolicyInvalid, 'keyless verification needs an issuer');
+    if (policy.trustedRootJson.length > MAX_TRUSTED_ROOT_BYTES) return fail(Reason.SignaturePolicyInvalid, 'the trusted root is too large');
+    return { subject: new RegExp(policy.subjectPattern), trustedRoot: TrustedRoot.fromJSON(JSON.parse(policy.trustedRootJson)) };
   } catch (e) {
     return fail(Reason.SignaturePolicyInvalid, `the signature policy is unusable: ${(e as Error).message.slice(0, 200)}`);
   }
+}
 
-  const text = typeof bundleJson === 'string' ? bundleJson : Buffer.from(bundleJson).toString('utf8');
-  if (Buffer.byteLength(text) > MAX_BUNDLE_BYTES) return fail(Reason.BundleInvalid, `the bundle exceeds ${MAX_BUNDLE_BYTES} bytes`);
-  let bundle: Bundle;
-  try {
-    bundle = bundleFromJSON(JSON.parse(text));
-  } catch (e) {
-    return fail(Reason.BundleInvalid, `the bundle is not a valid sigstore bundle: ${(e as Error).message.slice(0, 200)}`);
-  }
-
-  // Whose digest is signed.
-  if (bundle.content.$case === 'messageSignature') {
-    const md = bundle.content.messageSignature.messageDigest;
-    if (!md || md.algorithm !== 1 /* SHA2_256 */) return fail(Reason.AlgorithmUnsupported, 'the bundle does not sign a SHA-256 message digest');
-    if (!Buffer.from(md.digest).equals(digest)) return fail(Reason.DigestNotSigned, 'the bundle signs another artifact (its digest differs from this file\'s SHA-256)');
-  } else {
-    const envelope = bundle.content.dsseEnvelope;
-    if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) return fail(Reason.BundleInvalid, `unsupported DSSE payload type ${envelope.payloadType}`);
-    if (!statementNamesDigest(Buffer.from(envelope.payload), digestHex)) return fail(Reason.DigestNotSigned, 'the signed in-toto statement does not name this file\'s SHA-256');
-  }
-
+/**
+ * Checks who signed the bundle under the policy: the key (and its hint) or the certificate, its
+ * chain, timestamps, log entries and identity; undefined when the signer is trusted. The caller has
+ * checked what the bundle signs.
+ */
+export function verifyBundleSigner(bundle: Bundle, digest: Buffer, policy: BundlePolicy, parsed: ParsedPolicy): StageResult | undefined {
+  const { key, trustedRoot, subject } = parsed;
   const material = bundle.verificationMaterial.content;
   if (policy.kind === 'key') {
     if (material.$case !== 'publicKey') return fail(Reason.KeyMismatch, 'the bundle carries a certificate; the policy expects a signature by its public key');
@@ -166,6 +155,41 @@ export function verifySignatureOffline(bundleJson: Uint8Array | string, digestHe
     if (e instanceof UnsupportedKeyError) return fail(Reason.AlgorithmUnsupported, e.message);
     return fail(errorReason(e), `signature verification failed: ${(e as Error).message.slice(0, 300)}`);
   }
+  return undefined;
+}
+
+/**
+ * Verifies `bundleJson` for the artifact whose SHA-256 is `digestHex` under `policy`. Pure apart
+ * from the clock sigstore reads to check certificate validity against timestamps.
+ */
+export function verifySignatureOffline(bundleJson: Uint8Array | string, digestHex: string, policy: BundlePolicy): StageResult {
+  const digest = Buffer.from(digestHex, 'hex');
+  if (!/^[0-9a-f]{64}$/.test(digestHex)) return fail(Reason.SignaturePolicyInvalid, 'the digest to verify is not 64 lowercase hex digits');
+  const parsed = parseBundlePolicy(policy);
+  if ('stage' in parsed) return parsed;
+
+  const text = typeof bundleJson === 'string' ? bundleJson : Buffer.from(bundleJson).toString('utf8');
+  if (Buffer.byteLength(text) > MAX_BUNDLE_BYTES) return fail(Reason.BundleInvalid, `the bundle exceeds ${MAX_BUNDLE_BYTES} bytes`);
+  let bundle: Bundle;
+  try {
+    bundle = bundleFromJSON(JSON.parse(text));
+  } catch (e) {
+    return fail(Reason.BundleInvalid, `the bundle is not a valid sigstore bundle: ${(e as Error).message.slice(0, 200)}`);
+  }
+
+  // Whose digest is signed.
+  if (bundle.content.$case === 'messageSignature') {
+    const md = bundle.content.messageSignature.messageDigest;
+    if (!md || md.algorithm !== 1 /* SHA2_256 */) return fail(Reason.AlgorithmUnsupported, 'the bundle does not sign a SHA-256 message digest');
+    if (!Buffer.from(md.digest).equals(digest)) return fail(Reason.DigestNotSigned, 'the bundle signs another artifact (its digest differs from this file\'s SHA-256)');
+  } else {
+    const envelope = bundle.content.dsseEnvelope;
+    if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) return fail(Reason.BundleInvalid, `unsupported DSSE payload type ${envelope.payloadType}`);
+    if (!statementNamesDigest(Buffer.from(envelope.payload), digestHex)) return fail(Reason.DigestNotSigned, 'the signed in-toto statement does not name this file\'s SHA-256');
+  }
+
+  const signer = verifyBundleSigner(bundle, digest, policy, parsed);
+  if (signer) return signer;
   return passed(Stage.Signature, policy.kind === 'key' ? 'signed by the configured key' : 'signed by a certificate of the trusted root for the expected identity', {
     kind: policy.kind,
     content: bundle.content.$case,

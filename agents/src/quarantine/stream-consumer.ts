@@ -4,7 +4,7 @@
 // thread while the SHA-256 stream has a thread of its own (one-pass-scan.ts).
 import { StreamingPatternMatcher, type PatternMatch } from './byte-patterns.js';
 import { findChatTemplateInjection, isChatTemplateKey, type ChatTemplateFinding } from './chat-template.js';
-import { EntropySampler, entropySampleRanges, type EntropySample } from './entropy.js';
+import { denseCodeRegions, EntropySampler, entropySampleRanges, type ByteRegion, type EntropySample } from './entropy.js';
 import { checkTensorLayout, metadataStrings, parseGgufHeader, type GgufLimits, type GgufParse, type LayoutProblem } from './gguf-parser.js';
 import type { ReasonCode } from './verdict.js';
 import type { WasmMemory } from './wasm.js';
@@ -89,7 +89,8 @@ export interface StreamConsumerOptions {
 export class StreamConsumer {
   private readonly heap: Uint8Array;
   private readonly patterns: StreamingPatternMatcher;
-  private readonly entropy: EntropySampler;
+  /** Made once the header is known (which bytes are packed codes); until then `collected` keeps the bytes. */
+  private entropy: EntropySampler | undefined;
   private readonly options: StreamConsumerOptions;
   private pickle: string | undefined;
   private parse: GgufParse = { status: 'incomplete', needBytes: 0 };
@@ -106,7 +107,6 @@ export class StreamConsumer {
   constructor(memory: WasmMemory, shared: boolean, scratch: { offset: number; bytes: number }, options: StreamConsumerOptions) {
     this.heap = new Uint8Array(memory.buffer);
     this.patterns = new StreamingPatternMatcher(memory, shared, scratch);
-    this.entropy = new EntropySampler(entropySampleRanges(options.size));
     this.options = options;
     this.collected = new Uint8Array(Math.min(options.size, options.chunkBytes));
   }
@@ -115,10 +115,10 @@ export class StreamConsumer {
   push(offset: number, length: number, filePosition: number): void {
     const view = this.heap.subarray(offset, offset + length);
     if (filePosition === 0) this.pickle = detectPickle(view);
-    this.entropy.push(view, filePosition);
     if (this.parse.status === 'incomplete') {
       this.collect(view, filePosition + length >= this.options.size);
     } else {
+      this.entropy?.push(view, filePosition);
       this.zeros?.push(view, filePosition);
       this.stats?.push(view, filePosition);
     }
@@ -130,7 +130,7 @@ export class StreamConsumer {
     const findings: StreamFindings = {
       header: summarize(this.parse),
       patterns: this.patterns.finish(),
-      entropy: this.entropy.samples(),
+      entropy: this.entropy?.samples() ?? [],
       weights: this.stats?.results() ?? [],
     };
     if (this.pickle) findings.pickle = this.pickle;
@@ -162,9 +162,10 @@ export class StreamConsumer {
 
   private settleLayout(): void {
     const bytes = this.collected.subarray(0, this.collectedLength);
+    const size = this.options.size;
+    let dense: ByteRegion[] = [];
     if (this.parse.status === 'ok') {
       const h = this.parse.header;
-      const size = this.options.size;
       const templates = h.metadata.filter((kv) => isChatTemplateKey(kv.key)).flatMap((kv) => metadataStrings(bytes, kv).map((text) => ({ key: kv.key, text })));
       this.chatTemplate = findChatTemplateInjection(templates);
       this.layout = checkTensorLayout(h, size);
@@ -178,8 +179,11 @@ export class StreamConsumer {
         this.stats = new WeightStatsSampler(planWeightStats(h));
         this.zeros.push(bytes, 0);
         this.stats.push(bytes, 0);
+        dense = denseCodeRegions(h);
       }
     }
+    this.entropy = new EntropySampler(entropySampleRanges(size), dense);
+    this.entropy.push(bytes, 0);
     this.collected = new Uint8Array(0);
   }
 }

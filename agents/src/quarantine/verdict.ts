@@ -54,6 +54,16 @@ export const Reason = {
   TransferFailed: 'TransferFailed',
   NotFound: 'NotFound',
   NotRegularFile: 'NotRegularFile',
+  /** OCI sources: a blob or manifest whose bytes do not hash to the digest asked for. */
+  BlobDigestMismatch: 'BlobDigestMismatch',
+  ManifestDigestMismatch: 'ManifestDigestMismatch',
+  ManifestTooLarge: 'ManifestTooLarge',
+  OciManifestInvalid: 'OciManifestInvalid',
+  TooManyLayers: 'TooManyLayers',
+  /** OCI sources: no single GGUF layer of a layout the node reads (ModelPack raw weights, Docker model). */
+  LayoutUnsupported: 'LayoutUnsupported',
+  /** OCI sources: the GGUF layer's digest is not the Model's pinned SHA-256. */
+  LayerNotPinned: 'LayerNotPinned',
 
   // Sandbox
   SandboxUnavailable: 'SandboxUnavailable',
@@ -80,6 +90,12 @@ export const Reason = {
   TimestampInvalid: 'TimestampInvalid',
   TransparencyLogInvalid: 'TransparencyLogInvalid',
   AlgorithmUnsupported: 'AlgorithmUnsupported',
+  /** An OpenSSF model signature: the statement is not the model_signing predicate. */
+  PredicateTypeMismatch: 'PredicateTypeMismatch',
+  /** An OpenSSF model signature: the signed manifest is malformed or inconsistent. */
+  ManifestInvalid: 'ManifestInvalid',
+  /** An OpenSSF model signature: the signed manifest does not name this file. */
+  ModelFileNotSigned: 'ModelFileNotSigned',
 
   // Format
   FormatNotAllowed: 'FormatNotAllowed',

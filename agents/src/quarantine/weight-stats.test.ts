@@ -53,7 +53,7 @@ it('reads Q8_0 blocks as scale times quant', () => {
 });
 
 describe('flags weight anomalies with the SecAI OS thresholds', () => {
-  const base: WeightStats = { name: 'w', type: 0, sampled: 1000, nonFinite: 0, mean: 0, variance: 0.01, excessKurtosis: 0, zeroFraction: 0 };
+  const base: WeightStats = { name: 'w', type: 0, vector: false, sampled: 1000, nonFinite: 0, mean: 0, variance: 0.01, excessKurtosis: 0, zeroFraction: 0 };
   it.each([
     ['NaN values', { nonFinite: 3 }, Reason.WeightsNonFinite],
     ['all zero', { zeroFraction: 1, variance: 0 }, Reason.WeightsMostlyZero],
@@ -67,11 +67,44 @@ describe('flags weight anomalies with the SecAI OS thresholds', () => {
     expect(findWeightAnomaly([{ ...base, ...change }])?.reason).toBe(reason);
   });
 
-  it('from real bytes: NaN, all-zero and constant tensors', () => {
-    expect(findWeightAnomaly([statsOf(GgmlType.F32, [64], f32(new Array(64).fill(NaN)))])?.reason).toBe(Reason.WeightsNonFinite);
-    expect(findWeightAnomaly([statsOf(GgmlType.F32, [64], f32(new Array(64).fill(0)))])?.reason).toBe(Reason.WeightsMostlyZero);
-    expect(findWeightAnomaly([statsOf(GgmlType.F32, [64], f32(new Array(64).fill(0.25)))])?.reason).toBe(Reason.WeightsConstant);
+  it('from real bytes: NaN, all-zero and constant matrices', () => {
+    expect(findWeightAnomaly([statsOf(GgmlType.F32, [8, 8], f32(new Array(64).fill(NaN)))])?.reason).toBe(Reason.WeightsNonFinite);
+    expect(findWeightAnomaly([statsOf(GgmlType.F32, [8, 8], f32(new Array(64).fill(0)))])?.reason).toBe(Reason.WeightsMostlyZero);
+    expect(findWeightAnomaly([statsOf(GgmlType.F32, [8, 8], f32(new Array(64).fill(0.25)))])?.reason).toBe(Reason.WeightsConstant);
   });
+
+  // Real checkpoints: RMSNorm gains of ones, biases of zeros, Gemma's norms stored plus one, RWKV's [1, 1, n] mixes.
+  it.each([
+    ['a norm of ones', [64], () => 1],
+    ['a bias of zeros', [64], () => 0],
+    ['a [1, 1, n] mix of halves', [64, 1, 1], () => 0.5],
+    ['a [1, n] row of ones', [1, 64], () => 1],
+    ['trained norm gains around 40', [64], (i: number) => 40 + (i % 3)],
+    ['a gain vector with one huge entry', [64], (i: number) => (i === 7 ? 500 : 1)],
+  ] as const)('not from a vector alone: %s', (_name, dims, value) => {
+    const s = statsOf(GgmlType.F32, [...dims], f32(Array.from({ length: 64 }, (_, i) => value(i))));
+    expect(s.vector).toBe(true);
+    expect(findWeightAnomaly([s])).toBeUndefined();
+  });
+
+  it('non-finite values in a vector still', () => {
+    expect(findWeightAnomaly([statsOf(GgmlType.F32, [64], f32(Array.from({ length: 64 }, (_, i) => (i === 3 ? Infinity : 1))))])?.reason).toBe(Reason.WeightsNonFinite);
+    expect(findWeightAnomaly([statsOf(GgmlType.F16, [64], Buffer.alloc(128, 0xff))])?.reason).toBe(Reason.WeightsNonFinite);
+  });
+});
+
+it('plans matrices before vectors, however large the vectors', () => {
+  const tensors = [
+    ...Array.from({ length: 21 }, (_, i) => ({ name: `norm${i}`, dims: [4096], type: GgmlType.F32, data: Buffer.alloc(4096 * 4) })),
+    { name: 'small.matrix', dims: [8, 8], type: GgmlType.F16, data: Buffer.alloc(128) },
+  ];
+  const bytes = encodeGguf({ version: 3, kv: [], tensors });
+  const parsed = parseGgufHeader(bytes, bytes.length);
+  if (parsed.status !== 'ok') throw new Error('bad test file');
+  const plan = planWeightStats(parsed.header);
+  expect(plan).toHaveLength(20);
+  expect(plan[0]).toMatchObject({ name: 'small.matrix', vector: false });
+  expect(plan.slice(1).every((t) => t.vector)).toBe(true);
 });
 
 it('plans the 20 largest F32/F16/Q8_0 tensors and at most a million values in all', () => {

@@ -3,6 +3,12 @@
 // runs spread evenly over each tensor (a million per tensor would cost more than the rest of the
 // pass besides hashing; 50,000 values estimate these moments to well within the thresholds). NaN or infinite weights, an all-zero or constant tensor, a huge mean
 // or extreme kurtosis mean the bytes are not a trained model's weights — or carry something else.
+//
+// Those distribution rules hold for weight matrices only. Vectors (at most one dimension above 1:
+// norm weights, biases, RWKV's [1, 1, n] mixes) of real checkpoints are all ones or all zeros after
+// initialisation or conversion, Gemma's norms are stored plus one, and trained norm gains sit far
+// from zero with few outliers — so a vector is judged only for non-finite values, and matrices
+// take the sampling slots first.
 import { GGML_F16, GGML_F32, GGML_Q8_0 } from './ggml-types.js';
 import type { GgufHeader } from './gguf-parser.js';
 import { Reason, type ReasonCode } from './verdict.js';
@@ -22,6 +28,8 @@ const Q8_0_BLOCK_VALUES = 32;
 export interface WeightStatsTarget {
   name: string;
   type: number;
+  /** At most one dimension above 1: only non-finite values are anomalies. */
+  vector: boolean;
   /** File offset of the tensor data. */
   start: number;
   /** Bytes per item: one value (F32, F16) or one block of 32 values (Q8_0). */
@@ -35,22 +43,27 @@ export interface WeightStatsTarget {
 /** Contiguous runs keep the sampling sequential in memory: scattered single values cost a cache miss each. */
 const RUN_VALUES = 4096;
 
+export function isVector(dims: readonly number[]): boolean {
+  return dims.filter((d) => d > 1).length <= 1;
+}
+
 export function planWeightStats(header: GgufHeader, limits = WEIGHT_STATS_LIMITS): WeightStatsTarget[] {
   const eligible = header.tensors
-    .map((t, index) => ({ t, index }))
+    .map((t, index) => ({ t, index, vector: isVector(t.dims) }))
     .filter(({ t }) => t.type === GGML_F32 || t.type === GGML_F16 || t.type === GGML_Q8_0)
-    .sort((a, b) => b.t.byteSize - a.t.byteSize || a.index - b.index)
+    .sort((a, b) => Number(a.vector) - Number(b.vector) || b.t.byteSize - a.t.byteSize || a.index - b.index)
     .slice(0, limits.tensors);
   const valuesPerTensor = Math.floor(limits.values / Math.max(1, eligible.length));
-  return eligible.map(({ t }) => {
+  return eligible.map(({ t, vector }) => {
     const q8 = t.type === GGML_Q8_0;
     const valuesPerItem = q8 ? Q8_0_BLOCK_VALUES : 1;
     const itemBytes = q8 ? Q8_0_BLOCK_BYTES : t.type === GGML_F32 ? 4 : 2;
     const items = t.elements / valuesPerItem;
     const maxItems = Math.floor(valuesPerTensor / valuesPerItem);
-    if (items <= maxItems) return { name: t.name, type: t.type, start: header.dataOffset + t.offset, itemBytes, items, runs: 1, runLength: items };
+    const target = { name: t.name, type: t.type, vector, start: header.dataOffset + t.offset, itemBytes, items };
+    if (items <= maxItems) return { ...target, runs: 1, runLength: items };
     const runLength = Math.min(maxItems, RUN_VALUES / valuesPerItem);
-    return { name: t.name, type: t.type, start: header.dataOffset + t.offset, itemBytes, items, runs: Math.max(1, Math.floor(maxItems / runLength)), runLength };
+    return { ...target, runs: Math.max(1, Math.floor(maxItems / runLength)), runLength };
   });
 }
 
@@ -157,6 +170,7 @@ class Moments {
 export interface WeightStats {
   name: string;
   type: number;
+  vector: boolean;
   sampled: number;
   nonFinite: number;
   mean: number;
@@ -212,7 +226,7 @@ export class WeightStatsSampler {
   results(): WeightStats[] {
     return this.targets.map((t, i) => {
       const m = this.moments[i]!;
-      return { name: t.name, type: t.type, sampled: m.count, nonFinite: m.nonFinite, ...m.summary() };
+      return { name: t.name, type: t.type, vector: t.vector, sampled: m.count, nonFinite: m.nonFinite, ...m.summary() };
     });
   }
 }
@@ -225,7 +239,7 @@ export interface WeightAnomaly {
 export function findWeightAnomaly(stats: readonly WeightStats[], limits = WEIGHT_STATS_LIMITS): WeightAnomaly | undefined {
   for (const s of stats) {
     if (s.nonFinite > 0) return { reason: Reason.WeightsNonFinite, message: `tensor ${s.name}: ${s.nonFinite} of the sampled values are NaN or infinite` };
-    if (s.sampled === 0) continue;
+    if (s.sampled === 0 || s.vector) continue;
     if (s.zeroFraction > limits.maxZeroFraction) return { reason: Reason.WeightsMostlyZero, message: `tensor ${s.name}: ${(s.zeroFraction * 100).toFixed(2)}% of the sampled values are zero` };
     if (s.variance < limits.minVariance) return { reason: Reason.WeightsConstant, message: `tensor ${s.name}: the sampled values are constant (variance ${s.variance.toExponential(2)})` };
     if (Math.abs(s.mean) > limits.maxAbsMean) return { reason: Reason.WeightsMeanAnomaly, message: `tensor ${s.name}: mean ${s.mean.toPrecision(4)} exceeds ±${limits.maxAbsMean}` };

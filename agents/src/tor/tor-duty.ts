@@ -200,6 +200,11 @@ export class TorDuty implements Duty {
     this.metrics.bootstrap.set(report.bootstrapPercent);
   }
 
+  /** The Tor client's last log lines (notice level and above), newest last. */
+  recentLog(): readonly string[] {
+    return [...this.log];
+  }
+
   async contribute(report: Report): Promise<void> {
     report.tor = { ...this.report };
   }

@@ -1,6 +1,6 @@
 // `kubectl secai`: the fleet's state and evidence for people who do not read YAML. kubectl finds
-// the executable `kubectl-secai` on PATH (bin/kubectl-secai.mjs; krew manifest in
-// plugins/krew/secai.yaml). It reads with the user's own kubeconfig (KUBECONFIG, or
+// the executable `kubectl-secai` on PATH (bin/kubectl-secai.mjs; `hack/krew/manifest.ts` writes the
+// krew manifest for a release archive). It reads with the user's own kubeconfig (KUBECONFIG, or
 // ~/.kube/config, or --kubeconfig) and needs only read access to the secai.io resources and Events.
 //
 //   kubectl secai status [-o json]     the fleet in one table

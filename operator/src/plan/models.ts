@@ -34,7 +34,17 @@ function signatureOf(model: Model, resolver: ReferenceResolver): Resolution<Sign
     if (!root.ok) return root;
     keyless = { issuer: sig.keyless.issuer, subjectPattern: sig.keyless.subjectPattern, trustedRootJson: root.value };
   }
-  return { ok: true, value: { bundleJson, bundleUrl: sig.bundle.url ?? '', publicKeyPem, keyless } };
+  let modelSigning: Signature['modelSigning'];
+  if (sig.modelSigning) {
+    let certificateChainPem: Buffer = Buffer.alloc(0);
+    if (sig.modelSigning.certificateChainConfigMapKeyRef) {
+      const chain = resolver.configMapKey(sig.modelSigning.certificateChainConfigMapKeyRef);
+      if (!chain.ok) return chain;
+      certificateChainPem = chain.value;
+    }
+    modelSigning = { file: sig.modelSigning.file ?? '', certificateChainPem };
+  }
+  return { ok: true, value: { bundleJson, bundleUrl: sig.bundle.url ?? '', publicKeyPem, keyless, modelSigning } };
 }
 
 function quarantineOf(model: Model): QuarantineOverrides | undefined {
@@ -57,7 +67,8 @@ export function modelPlanOf(model: Model, resolver: ReferenceResolver): Resoluti
     ok: true,
     value: {
       name: model.metadata.name ?? '',
-      url: source.url,
+      url: source.url ?? '',
+      oci: source.oci ? { registry: source.oci.registry, repository: source.oci.repository, digest: source.oci.digest } : undefined,
       revision: source.revision ?? '',
       format: model.spec.format,
       sha256: model.spec.sha256,

@@ -25,6 +25,7 @@ const resolver: ReferenceResolver = {
   configMapKey(ref) {
     if (ref.namespace === 'secai-system' && ref.name === 'sigs' && ref.key === 'bundle.json') return { ok: true, value: Buffer.from('{"bundle":1}') };
     if (ref.namespace === 'secai-system' && ref.name === 'sigs' && ref.key === 'root.json') return { ok: true, value: Buffer.from('{"root":1}') };
+    if (ref.namespace === 'secai-system' && ref.name === 'sigs' && ref.key === 'ca-chain.pem') return { ok: true, value: Buffer.from('-----BEGIN CERTIFICATE-----') };
     return { ok: false, reason: 'ConfigMapNotFound', message: `ConfigMap ${ref.namespace}/${ref.name} key ${ref.key} not found` };
   },
   secretKeySha256(ref) {
@@ -238,6 +239,28 @@ describe('models', () => {
       signature: { bundleJson: Buffer.from('{"bundle":1}'), bundleUrl: '', publicKeyPem: '', keyless: { issuer: 'https://issuer.example', subjectPattern: '^ci$', trustedRootJson: Buffer.from('{"root":1}') } },
       quarantine: { maxSizeBytes: 1000, smokeTest: true, smokeTestMaxScore: 0.3 },
     });
+  });
+
+  it('passes an OCI source by manifest digest, and no URL', () => {
+    const oci = { registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${sha('c')}`, tag: 'v1' };
+    const { plan: p } = plan({ models: [model('m1', { placement: {}, source: { oci, allowInsecureHTTP: true } })] });
+    expect(p.models[0]).toMatchObject({ url: '', allowInsecureHttp: true, oci: { registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${sha('c')}` } });
+  });
+
+  it('passes an OpenSSF model signature with its file and resolved certificate chain', () => {
+    const { plan: p } = plan({
+      models: [
+        model('m1', {
+          placement: {},
+          signature: { bundle: { inline: '{"oms":1}' }, modelSigning: { file: 'weights/m.gguf', certificateChainConfigMapKeyRef: { namespace: 'secai-system', name: 'sigs', key: 'ca-chain.pem' } } },
+        }),
+        model('m2', { placement: {}, signature: { bundle: { inline: '{"oms":2}' }, publicKey: { pem: '-----BEGIN PUBLIC KEY-----' }, modelSigning: {} } }),
+      ],
+    });
+    expect(p.models.map((m) => m.signature)).toEqual([
+      { bundleJson: Buffer.from('{"oms":1}'), bundleUrl: '', publicKeyPem: '', keyless: undefined, modelSigning: { file: 'weights/m.gguf', certificateChainPem: Buffer.from('-----BEGIN CERTIFICATE-----') } },
+      { bundleJson: Buffer.from('{"oms":2}'), bundleUrl: '', publicKeyPem: '-----BEGIN PUBLIC KEY-----', keyless: undefined, modelSigning: { file: '', certificateChainPem: Buffer.alloc(0) } },
+    ]);
   });
 
   it('leaves out a model whose signature material is missing, and says why (fail closed)', () => {

@@ -92,7 +92,7 @@ export class QuarantineDuty implements Duty, TrustedModels {
   }
 
   private entryKey(model: ModelPlan): string {
-    return JSON.stringify([model.sha256, model.url, model.revision, model.allowInsecureHttp, policyDigest(applyOverrides(this.opts.nodePolicy, model.quarantine)), model.signature]);
+    return JSON.stringify([model.sha256, model.url, model.oci, model.revision, model.allowInsecureHttp, policyDigest(applyOverrides(this.opts.nodePolicy, model.quarantine)), model.signature]);
   }
 
   watch(ctx: DutyContext): void {

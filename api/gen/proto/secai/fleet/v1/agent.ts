@@ -688,7 +688,18 @@ export interface ModelPlan {
   sizeBytes: number;
   allowInsecureHttp: boolean;
   signature?: Signature | undefined;
-  quarantine?: QuarantineOverrides | undefined;
+  quarantine?:
+    | QuarantineOverrides
+    | undefined;
+  /** Set instead of url: the GGUF layer of an OCI artifact (allow_insecure_http: plain-HTTP registry). */
+  oci?: OciSource | undefined;
+}
+
+export interface OciSource {
+  registry: string;
+  repository: string;
+  /** sha256:<64 hex> of the manifest. */
+  digest: string;
 }
 
 export interface Signature {
@@ -696,9 +707,20 @@ export interface Signature {
   bundleJson: Buffer;
   /** Fetched by the node through its egress policy. */
   bundleUrl: string;
-  /** Exactly one of public_key_pem and keyless. */
+  /** Exactly one of public_key_pem, keyless and model_signing.certificate_chain_pem. */
   publicKeyPem: string;
-  keyless?: Keyless | undefined;
+  keyless?:
+    | Keyless
+    | undefined;
+  /** Set when the bundle is an OpenSSF model signature (model-signing) rather than a cosign bundle. */
+  modelSigning?: ModelSigning | undefined;
+}
+
+export interface ModelSigning {
+  /** The artifact's path in the signed manifest; empty when the model was signed as this one file. */
+  file: string;
+  /** The certificate method: the PEM CA chain (intermediates and root) the signing certificate must chain to. */
+  certificateChainPem: Buffer;
 }
 
 export interface Keyless {
@@ -3091,6 +3113,7 @@ function createBaseModelPlan(): ModelPlan {
     allowInsecureHttp: false,
     signature: undefined,
     quarantine: undefined,
+    oci: undefined,
   };
 }
 
@@ -3122,6 +3145,9 @@ export const ModelPlan: MessageFns<ModelPlan> = {
     }
     if (message.quarantine !== undefined) {
       QuarantineOverrides.encode(message.quarantine, writer.uint32(74).fork()).join();
+    }
+    if (message.oci !== undefined) {
+      OciSource.encode(message.oci, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -3211,6 +3237,14 @@ export const ModelPlan: MessageFns<ModelPlan> = {
             message.quarantine = QuarantineOverrides.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.oci = OciSource.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3242,6 +3276,7 @@ export const ModelPlan: MessageFns<ModelPlan> = {
         : false,
       signature: isSet(object.signature) ? Signature.fromJSON(object.signature) : undefined,
       quarantine: isSet(object.quarantine) ? QuarantineOverrides.fromJSON(object.quarantine) : undefined,
+      oci: isSet(object.oci) ? OciSource.fromJSON(object.oci) : undefined,
     };
   },
 
@@ -3274,6 +3309,9 @@ export const ModelPlan: MessageFns<ModelPlan> = {
     if (message.quarantine !== undefined) {
       obj.quarantine = QuarantineOverrides.toJSON(message.quarantine);
     }
+    if (message.oci !== undefined) {
+      obj.oci = OciSource.toJSON(message.oci);
+    }
     return obj;
   },
 
@@ -3295,12 +3333,114 @@ export const ModelPlan: MessageFns<ModelPlan> = {
     message.quarantine = (object.quarantine !== undefined && object.quarantine !== null)
       ? QuarantineOverrides.fromPartial(object.quarantine)
       : undefined;
+    message.oci = (object.oci !== undefined && object.oci !== null) ? OciSource.fromPartial(object.oci) : undefined;
+    return message;
+  },
+};
+
+function createBaseOciSource(): OciSource {
+  return { registry: "", repository: "", digest: "" };
+}
+
+export const OciSource: MessageFns<OciSource> = {
+  encode(message: OciSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.registry !== "") {
+      writer.uint32(10).string(message.registry);
+    }
+    if (message.repository !== "") {
+      writer.uint32(18).string(message.repository);
+    }
+    if (message.digest !== "") {
+      writer.uint32(26).string(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OciSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOciSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.registry = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.repository = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OciSource {
+    return {
+      registry: isSet(object.registry) ? globalThis.String(object.registry) : "",
+      repository: isSet(object.repository) ? globalThis.String(object.repository) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+    };
+  },
+
+  toJSON(message: OciSource): unknown {
+    const obj: any = {};
+    if (message.registry !== "") {
+      obj.registry = message.registry;
+    }
+    if (message.repository !== "") {
+      obj.repository = message.repository;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OciSource>, I>>(base?: I): OciSource {
+    return OciSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OciSource>, I>>(object: I): OciSource {
+    const message = createBaseOciSource();
+    message.registry = object.registry ?? "";
+    message.repository = object.repository ?? "";
+    message.digest = object.digest ?? "";
     return message;
   },
 };
 
 function createBaseSignature(): Signature {
-  return { bundleJson: Buffer.alloc(0), bundleUrl: "", publicKeyPem: "", keyless: undefined };
+  return { bundleJson: Buffer.alloc(0), bundleUrl: "", publicKeyPem: "", keyless: undefined, modelSigning: undefined };
 }
 
 export const Signature: MessageFns<Signature> = {
@@ -3316,6 +3456,9 @@ export const Signature: MessageFns<Signature> = {
     }
     if (message.keyless !== undefined) {
       Keyless.encode(message.keyless, writer.uint32(34).fork()).join();
+    }
+    if (message.modelSigning !== undefined) {
+      ModelSigning.encode(message.modelSigning, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3365,6 +3508,14 @@ export const Signature: MessageFns<Signature> = {
             message.keyless = Keyless.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.modelSigning = ModelSigning.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3395,6 +3546,11 @@ export const Signature: MessageFns<Signature> = {
         ? globalThis.String(object.public_key_pem)
         : "",
       keyless: isSet(object.keyless) ? Keyless.fromJSON(object.keyless) : undefined,
+      modelSigning: isSet(object.modelSigning)
+        ? ModelSigning.fromJSON(object.modelSigning)
+        : isSet(object.model_signing)
+        ? ModelSigning.fromJSON(object.model_signing)
+        : undefined,
     };
   },
 
@@ -3412,6 +3568,9 @@ export const Signature: MessageFns<Signature> = {
     if (message.keyless !== undefined) {
       obj.keyless = Keyless.toJSON(message.keyless);
     }
+    if (message.modelSigning !== undefined) {
+      obj.modelSigning = ModelSigning.toJSON(message.modelSigning);
+    }
     return obj;
   },
 
@@ -3426,6 +3585,98 @@ export const Signature: MessageFns<Signature> = {
     message.keyless = (object.keyless !== undefined && object.keyless !== null)
       ? Keyless.fromPartial(object.keyless)
       : undefined;
+    message.modelSigning = (object.modelSigning !== undefined && object.modelSigning !== null)
+      ? ModelSigning.fromPartial(object.modelSigning)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseModelSigning(): ModelSigning {
+  return { file: "", certificateChainPem: Buffer.alloc(0) };
+}
+
+export const ModelSigning: MessageFns<ModelSigning> = {
+  encode(message: ModelSigning, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== "") {
+      writer.uint32(10).string(message.file);
+    }
+    if (message.certificateChainPem.length !== 0) {
+      writer.uint32(18).bytes(message.certificateChainPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSigning {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSigning();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.certificateChainPem = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSigning {
+    return {
+      file: isSet(object.file) ? globalThis.String(object.file) : "",
+      certificateChainPem: isSet(object.certificateChainPem)
+        ? Buffer.from(bytesFromBase64(object.certificateChainPem))
+        : isSet(object.certificate_chain_pem)
+        ? Buffer.from(bytesFromBase64(object.certificate_chain_pem))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ModelSigning): unknown {
+    const obj: any = {};
+    if (message.file !== "") {
+      obj.file = message.file;
+    }
+    if (message.certificateChainPem.length !== 0) {
+      obj.certificateChainPem = base64FromBytes(message.certificateChainPem);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModelSigning>, I>>(base?: I): ModelSigning {
+    return ModelSigning.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModelSigning>, I>>(object: I): ModelSigning {
+    const message = createBaseModelSigning();
+    message.file = object.file ?? "";
+    message.certificateChainPem = object.certificateChainPem ?? Buffer.alloc(0);
     return message;
   },
 };

@@ -10,6 +10,7 @@
 // store or wrap a CLI; two GETs with these checks are what the node needs.
 import { readFile, unlink } from 'node:fs/promises';
 import { fetchToStaging, type FetchedFile, type FetchOptions } from './fetch.js';
+import { verifyOciCosignSignature } from './oci-signature.js';
 import { failed, passed, Reason, Stage, type ReasonCode, type StageResult } from './verdict.js';
 
 export interface OciModelSource {
@@ -20,6 +21,8 @@ export interface OciModelSource {
   digest: string;
   /** http instead of https (labs and tests only). */
   plainHttp: boolean;
+  /** Set when the Model requires a cosign signature of the manifest (oci-signature.ts), checked before the blob is pulled. */
+  cosignPublicKeyPem?: string;
 }
 
 export const OCI_LIMITS = {
@@ -113,6 +116,10 @@ export async function pullOciModel(source: OciModelSource, pinSha256: string, st
   }
   const layer = selectGgufLayer(manifest, pinSha256, limits);
   if ('reason' in layer) return fail(layer.reason, layer.message);
+  if (source.cosignPublicKeyPem !== undefined) {
+    const refusal = await verifyOciCosignSignature(base, source.digest, source.cosignPublicKeyPem, stagingDir, fetchOptions);
+    if (refusal) return { stage: refusal };
+  }
   if (layer.size > options.maxBytes) return fail(Reason.TooLarge, `the GGUF layer has ${layer.size} bytes, more than the limit of ${options.maxBytes}`);
   const blob = await fetchToStaging(`${base}/blobs/${layer.digest}`, stagingDir, { ...fetchOptions, maxBytes: layer.size, expectSha256: layer.digest.slice(7) });
   if (!blob.file) return { stage: { ...blob.stage, message: `the GGUF layer: ${blob.stage.message}` } };
@@ -121,7 +128,7 @@ export async function pullOciModel(source: OciModelSource, pinSha256: string, st
     return fail(Reason.TransferFailed, `the GGUF layer has ${blob.file.sizeBytes} bytes, the manifest says ${layer.size}`);
   }
   return {
-    stage: passed(Stage.Fetch, `pulled the ${layer.layout} GGUF layer (${layer.size} bytes) from ${source.registry}/${source.repository}`, { sizeBytes: layer.size, layout: layer.layout, registry: source.registry }),
+    stage: passed(Stage.Fetch, `pulled the ${layer.layout} GGUF layer (${layer.size} bytes) from ${source.registry}/${source.repository}${source.cosignPublicKeyPem !== undefined ? ', its manifest cosign-signed by the Model\'s key' : ''}`, { sizeBytes: layer.size, layout: layer.layout, registry: source.registry, ...(source.cosignPublicKeyPem !== undefined ? { cosignSigned: true } : {}) }),
     file: blob.file,
   };
 }

@@ -145,7 +145,10 @@ export async function verifyArtifact(input: { source: ArtifactSource; pin: Pin; 
   const { sandbox, outcome } = await deps.sandbox.scan(staged.path, job, fetched.sizeBytes ?? 0);
   results.push(sandbox);
   if (!outcome) return { results, staged };
-  results.push(...outcome.stages.map((s) => (s.stage === Stage.Signature && signatureFailure ? signatureFailure : s)));
+  // A cosign signature of the OCI manifest was verified at Fetch, before the pull: it is the Signature stage.
+  const cosignSigned = source.kind === 'oci' && source.oci.cosignPublicKeyPem !== undefined && !input.signature;
+  const signatureStage = (s: StageResult) => (cosignSigned && (s.status !== 'failed' || s.reason === Reason.SignatureRequired) ? passed(Stage.Signature, 'the OCI manifest is cosign-signed by the Model\'s key (verified at Fetch)') : s);
+  results.push(...outcome.stages.map((s) => (s.stage === Stage.Signature ? (signatureFailure ?? signatureStage(s)) : s)));
   if (results.some((r) => r.status === 'failed')) return { results, facts: outcome.facts, staged };
 
   if (!policy.smokeTest.enabled) {

@@ -64,6 +64,8 @@ export const Reason = {
   LayoutUnsupported: 'LayoutUnsupported',
   /** OCI sources: the GGUF layer's digest is not the Model's pinned SHA-256. */
   LayerNotPinned: 'LayerNotPinned',
+  /** OCI sources: the Model requires a cosign signature and no sigstore bundle refers to the manifest. */
+  OciSignatureMissing: 'OciSignatureMissing',
 
   // Sandbox
   SandboxUnavailable: 'SandboxUnavailable',

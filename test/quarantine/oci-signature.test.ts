@@ -10,11 +10,15 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { ModelPlan } from '../../api/gen/proto/secai/fleet/v1/agent.js';
+import { MemoryAuditSink } from '../../agents/src/audit/audit-sink.js';
 import { runCommand } from '../../agents/src/exec.js';
 import { DOCKER_MODEL_CONFIG_TYPE, DOCKER_MODEL_GGUF, type OciModelSource } from '../../agents/src/quarantine/oci-source.js';
-import { verifyArtifact } from '../../agents/src/quarantine/pipeline.js';
+import { quarantineModel, verifyArtifact } from '../../agents/src/quarantine/pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY } from '../../agents/src/quarantine/policy.js';
 import { createScannerSandbox } from '../../agents/src/quarantine/scanner-sandbox.js';
+import { TrustedStore } from '../../agents/src/quarantine/trusted-store.js';
 import { tinyModelBytes } from '../support/tiny-model.js';
 import { startRegistry, type TestRegistry } from './oci-registry.js';
 
@@ -88,3 +92,24 @@ it.each([
   expect(results).toHaveLength(1);
   expect({ left, blobPulled }).toEqual({ left: [], blobPulled: false });
 }, 120_000);
+
+describe('the agent, from a plan whose Model requires the registry signature (spec.signature.bundle.oci)', () => {
+  async function quarantine(tag: string, signature: Partial<NonNullable<ModelPlan['signature']>>) {
+    const store = new TrustedStore(mkdtempSync(join(dir, `store-${tag}-`)));
+    await store.init();
+    const plan = ModelPlan.fromPartial({ name: tag, format: 'gguf', sha256: sha256(model), allowInsecureHttp: true, oci: { registry: registry.host, repository: 'models/tiny', digest: digests[tag]! }, signature });
+    const deps = { store, audit: new MemoryAuditSink(), sandbox: createScannerSandbox({ exec: runCommand, policy: DEFAULT_QUARANTINE_POLICY.scanner }), clock: () => new Date(), logger: pino({ level: 'silent' }) };
+    const { verdict } = await quarantineModel(plan, { ...DEFAULT_QUARANTINE_POLICY, requireSignature: true }, deps);
+    return verdict.trusted ? 'trusted' : `${verdict.stage}: ${verdict.reason}`;
+  }
+  const key = () => readFileSync(join(dir, 'ours/cosign.pub'), 'utf8');
+
+  it('trusts the signed manifest; refuses the unsigned one, another key, and an OCI signature without a key', async () => {
+    expect(await quarantine('signed', { ociCosign: true, publicKeyPem: key() })).toBe('trusted');
+    expect(await quarantine('unsigned', { ociCosign: true, publicKeyPem: key() })).toBe('Fetch: OciSignatureMissing');
+    expect(await quarantine('other-key', { ociCosign: true, publicKeyPem: key() })).toBe('Fetch: KeyMismatch');
+    expect(await quarantine('signed', { ociCosign: true })).toBe('Fetch: SignaturePolicyInvalid');
+    // Without the OCI signature required, an unsigned manifest under a node that requires signatures is not trusted.
+    expect(await quarantine('unsigned', {})).toBe('Signature: SignatureRequired');
+  }, 120_000);
+});

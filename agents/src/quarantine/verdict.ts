@@ -66,6 +66,11 @@ export const Reason = {
   LayerNotPinned: 'LayerNotPinned',
   /** OCI sources: the Model requires a cosign signature and no sigstore bundle refers to the manifest. */
   OciSignatureMissing: 'OciSignatureMissing',
+  /** Modelcar image layers: a tar that cannot be read, too many entries, a path out of the root, a link under models/. */
+  ArchiveInvalid: 'ArchiveInvalid',
+  ArchiveTooManyEntries: 'ArchiveTooManyEntries',
+  ArchivePathEscape: 'ArchivePathEscape',
+  ArchiveLinkRefused: 'ArchiveLinkRefused',
 
   // Sandbox
   SandboxUnavailable: 'SandboxUnavailable',

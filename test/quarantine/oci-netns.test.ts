@@ -1,10 +1,17 @@
 // The OCI pull across network namespaces the test creates: CNCF distribution's registry listens in
 // one namespace, oras pushes and the node's quarantine face (secai-quarantine) pulls from another,
 // joined by a veth pair with no default route; nothing of it is on the root namespace's loopback.
+// The agent namespace carries the node's egress ruleset (agents/src/egress, real nftables) rendered
+// from an egress plan: allowing the registry's address and port, the pull passes; allowing only
+// another port, it is refused at Fetch.
 import { createHash } from 'node:crypto';
 import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { runCommand } from '../../agents/src/exec.js';
+import { applyEgressTable } from '../../agents/src/egress/apply-egress.js';
+import { renderEgressRuleset } from '../../agents/src/egress/render-egress-ruleset.js';
+import { plan } from '../../agents/src/egress/testdata/golden-cases.js';
 import { DOCKER_MODEL_CONFIG_TYPE, DOCKER_MODEL_GGUF } from '../../agents/src/quarantine/oci-source.js';
 import { NetnsHarness, type NetnsProcess } from '../support/netns.js';
 import { tinyModelBytes } from '../support/tiny-model.js';
@@ -51,10 +58,21 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-it('pulls and trusts the GGUF from the registry in the other namespace', async () => {
-  const { code, stdout } = await netns.run(agentNs, realpathSync(process.execPath), [BIN, `oci://${HOST}/models/tiny@${digest}`, '--sha256', sha256, '--allow-insecure-http', '--json'], { timeoutMs: 60_000 });
-  const verdict = JSON.parse(stdout) as { trusted: boolean; stages: { stage: string; details?: Record<string, unknown> }[] };
+async function quarantine(allowedPort: number) {
+  const rendered = renderEgressRuleset(plan([{ ip: REGISTRY_ADDRESS, ports: [[allowedPort]] }]), new Map(), { inboundTcpPorts: [] });
+  expect((await applyEgressTable({ exec: runCommand, nftPath: 'nft', netns: agentNs }, rendered)).mismatches).toEqual([]);
+  const { code, stdout } = await netns.run(agentNs, realpathSync(process.execPath), [BIN, `oci://${HOST}/models/tiny@${digest}`, '--sha256', sha256, '--allow-insecure-http', '--json'], { timeoutMs: 90_000 });
+  return { code, verdict: JSON.parse(stdout) as { trusted: boolean; stage?: string; reason?: string; stages: { stage: string; details?: Record<string, unknown> }[] } };
+}
+
+it('pulls and trusts the GGUF from the registry in the other namespace, through an egress plan allowing it', async () => {
+  const { code, verdict } = await quarantine(5000);
   expect({ code, trusted: verdict.trusted }).toEqual({ code: 0, trusted: true });
   expect(verdict.stages[0]).toMatchObject({ stage: 'Fetch', details: { layout: 'docker-model', registry: HOST } });
-}, 60_000);
+}, 90_000);
 
+it('is refused at Fetch when the egress plan does not allow the registry port', async () => {
+  const { code, verdict } = await quarantine(443);
+  expect({ code, trusted: verdict.trusted, stage: verdict.stage, reason: verdict.reason }).toEqual({ code: 1, trusted: false, stage: 'Fetch', reason: 'TransferFailed' });
+  expect(verdict.stages[0]!).toMatchObject({ message: expect.stringMatching(/EHOSTUNREACH/) as unknown });
+}, 90_000);

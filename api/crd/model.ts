@@ -99,7 +99,7 @@ const signature = object(
     bundle: required(
       object(
         'SignatureBundleSource',
-        'Where the sigstore bundle is. Exactly one of inline, configMapKeyRef or url.',
+        'Where the sigstore bundle is. Exactly one of inline, configMapKeyRef, url or oci.',
         {
           inline: optional(string('The bundle JSON itself.', { maxLength: 65536, minLength: 2 })),
           configMapKeyRef: optional(objectKeyRef('ConfigMapKeyRef', 'A ConfigMap key that holds the bundle JSON.', 'ConfigMap')),
@@ -109,12 +109,18 @@ const signature = object(
               pattern: "^https://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?(/[-A-Za-z0-9._~%!$&'()*+,;=:@/]*)?$",
             }),
           ),
+          oci: optional(
+            boolean(
+              "true: the signature is cosign's (cosign sign --key), stored beside the OCI artifact in its registry (referrers API or the sha256-<digest> tag) and verified by the node with publicKey before the model is pulled. Needs source.oci.",
+              { rules: [{ rule: 'self', message: 'oci is set to true or left out' }] },
+            ),
+          ),
         },
         {
           rules: [
             {
-              rule: '[has(self.inline), has(self.configMapKeyRef), has(self.url)].filter(x, x).size() == 1',
-              message: 'exactly one of inline, configMapKeyRef or url must be set',
+              rule: '[has(self.inline), has(self.configMapKeyRef), has(self.url), has(self.oci)].filter(x, x).size() == 1',
+              message: 'exactly one of inline, configMapKeyRef, url or oci must be set',
             },
           ],
         },

@@ -35,7 +35,7 @@ export interface ConfigMapKeyRef {
   key: string;
 }
 
-/** Where the sigstore bundle is. Exactly one of inline, configMapKeyRef or url. */
+/** Where the sigstore bundle is. Exactly one of inline, configMapKeyRef, url or oci. */
 export interface SignatureBundleSource {
   /** The bundle JSON itself. */
   inline?: string;
@@ -43,6 +43,8 @@ export interface SignatureBundleSource {
   configMapKeyRef?: ConfigMapKeyRef;
   /** An https:// URL the node fetches the bundle from (through its egress policy). */
   url?: string;
+  /** true: the signature is cosign's (cosign sign --key), stored beside the OCI artifact in its registry (referrers API or the sha256-<digest> tag) and verified by the node with publicKey before the model is pulled. Needs source.oci. */
+  oci?: boolean;
 }
 
 /** Verify with a public key. Exactly one of pem or configMapKeyRef. */
@@ -73,7 +75,7 @@ export interface SignatureKeyless {
 
 /** A signature over the artifact and how to verify it, offline: a sigstore bundle (cosign sign-blob or attest-blob) or an OpenSSF model signature (modelSigning). */
 export interface ModelSignature {
-  /** Where the sigstore bundle is. Exactly one of inline, configMapKeyRef or url. */
+  /** Where the sigstore bundle is. Exactly one of inline, configMapKeyRef, url or oci. */
   bundle: SignatureBundleSource;
   /** Verify with a public key. Exactly one of pem or configMapKeyRef. */
   publicKey?: SignaturePublicKey;

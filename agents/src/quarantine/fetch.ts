@@ -10,6 +10,7 @@ import { mkdir, unlink } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { FetchPolicy } from './policy.js';
 import { failed, passed, Reason, Stage, type ReasonCode, type StageResult } from './verdict.js';
 
@@ -26,6 +27,12 @@ export interface FetchOptions extends FetchPolicy {
   accept?: string;
   /** The body's SHA-256, hex: checked while it streams, the file removed when it differs (OCI blobs). */
   expectSha256?: string;
+  /**
+   * Writes what the body holds instead of the body (an archive layer's one model file): gets the
+   * body's bytes after they are counted and hashed, and the staging file; resolves with the bytes
+   * it wrote. A FetchFailure-like rejection ({ reason, message }) is the stage's reason.
+   */
+  unpack?: (body: Readable, out: Writable) => Promise<number>;
 }
 
 export type SourceCheck = { ok: true; url: URL } | { ok: false; reason: ReasonCode; message: string };
@@ -56,6 +63,10 @@ function sameOrigin(a: URL, b: URL): boolean {
 export interface FetchedFile {
   path: string;
   sizeBytes: number;
+}
+
+function isRefusal(e: unknown): e is { reason: ReasonCode; message: string } {
+  return typeof e === 'object' && e !== null && typeof (e as { reason?: unknown }).reason === 'string' && typeof (e as { message?: unknown }).message === 'string';
 }
 
 class FetchFailure extends Error {
@@ -141,12 +152,30 @@ export async function fetchToStaging(source: string, stagingDir: string, options
     }
     const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
     const hash = options.expectSha256 ? createHash('sha256') : undefined;
+    let fileBytes: number | undefined;
     try {
-      for await (const chunk of response) {
-        written += (chunk as Buffer).length;
-        if (written > options.maxBytes) throw new FetchFailure(Reason.TooLarge, `the body exceeds the limit of ${options.maxBytes} bytes`);
-        hash?.update(chunk as Buffer);
-        if (!out.write(chunk)) await once(out, 'drain');
+      const body = options.unpack ? new PassThrough() : undefined;
+      const unpacked = body && options.unpack!(body, out).catch((e: unknown) => {
+        response.destroy();
+        body.destroy();
+        throw e;
+      });
+      unpacked?.catch(() => undefined);
+      const sink = body ?? out;
+      try {
+        for await (const chunk of response) {
+          written += (chunk as Buffer).length;
+          if (written > options.maxBytes) throw new FetchFailure(Reason.TooLarge, `the body exceeds the limit of ${options.maxBytes} bytes`);
+          hash?.update(chunk as Buffer);
+          if (!sink.write(chunk)) await once(sink, 'drain');
+        }
+      } catch (e) {
+        if (unpacked) await unpacked;
+        throw e;
+      }
+      if (body && unpacked) {
+        body.end();
+        fileBytes = await unpacked;
       }
     } finally {
       out.end();
@@ -156,13 +185,14 @@ export async function fetchToStaging(source: string, stagingDir: string, options
     if (hash && hash.digest('hex') !== options.expectSha256) throw new FetchFailure(Reason.BlobDigestMismatch, `the body's SHA-256 is not ${options.expectSha256!.slice(0, 16)}..., the digest it was asked for`);
     return {
       stage: passed(Stage.Fetch, `fetched ${written} bytes in ${Date.now() - started} ms`, { sizeBytes: written, host: checked.url.host }),
-      file: { path, sizeBytes: written },
+      file: { path, sizeBytes: fileBytes ?? written },
     };
   } catch (e) {
     await unlink(path).catch(() => undefined);
     if (timedOut) return { stage: failed(Stage.Fetch, Reason.FetchTimedOut, `the transfer took longer than ${options.timeoutMs} ms`) };
     if (idle) return { stage: failed(Stage.Fetch, Reason.FetchTimedOut, `no data for ${options.idleTimeoutMs} ms`) };
     if (e instanceof FetchFailure) return { stage: failed(Stage.Fetch, e.reason, e.message) };
+    if (isRefusal(e)) return { stage: failed(Stage.Fetch, e.reason, e.message) };
     return { stage: failed(Stage.Fetch, Reason.TransferFailed, `the transfer failed: ${(e as Error).message.slice(0, 200)}`) };
   } finally {
     clearTimeout(deadline);

@@ -10,6 +10,8 @@
 // store or wrap a CLI; two GETs with these checks are what the node needs.
 import { readFile, unlink } from 'node:fs/promises';
 import { fetchToStaging, type FetchedFile, type FetchOptions } from './fetch.js';
+import { ArchiveRefusal, IMAGE_CONFIG_TYPES, MODELCAR_LAYER_TYPES, unpackModelcarLayer } from './modelcar.js';
+import { verifyOciCosignSignature } from './oci-signature.js';
 import { failed, passed, Reason, Stage, type ReasonCode, type StageResult } from './verdict.js';
 
 export interface OciModelSource {
@@ -20,6 +22,8 @@ export interface OciModelSource {
   digest: string;
   /** http instead of https (labs and tests only). */
   plainHttp: boolean;
+  /** Set when the Model requires a cosign signature of the manifest (oci-signature.ts), checked before the blob is pulled. */
+  cosignPublicKeyPem?: string;
 }
 
 export const OCI_LIMITS = {
@@ -54,6 +58,12 @@ export interface GgufLayer {
   path?: string;
 }
 
+/** A KServe modelcar image: its tar layers, read in order for the one models/*.gguf. */
+export interface ModelcarLayers {
+  layout: 'modelcar';
+  layers: { digest: string; size: number; gzip: boolean }[];
+}
+
 type Refusal = { reason: ReasonCode; message: string };
 
 interface Descriptor {
@@ -64,7 +74,7 @@ interface Descriptor {
 }
 
 /** The GGUF layer of a manifest, or why there is none the node may pull; pure. */
-export function selectGgufLayer(manifest: unknown, pinSha256: string, limits = OCI_LIMITS): GgufLayer | Refusal {
+export function selectGgufLayer(manifest: unknown, pinSha256: string, limits = OCI_LIMITS): GgufLayer | ModelcarLayers | Refusal {
   const m = manifest as { schemaVersion?: unknown; mediaType?: unknown; artifactType?: unknown; config?: Descriptor; layers?: unknown };
   if (typeof m !== 'object' || m === null || m.schemaVersion !== 2 || !Array.isArray(m.layers) || typeof m.config !== 'object' || m.config === null) {
     return { reason: Reason.OciManifestInvalid, message: 'not an OCI image manifest (schemaVersion 2 with a config and layers)' };
@@ -77,7 +87,14 @@ export function selectGgufLayer(manifest: unknown, pinSha256: string, limits = O
   let candidates: Descriptor[];
   if (modelpack) candidates = layers.filter((l) => l.mediaType === MODELPACK_RAW_WEIGHT && String(l.annotations?.[MODELPACK_FILEPATH] ?? '').endsWith('.gguf'));
   else if (docker) candidates = layers.filter((l) => l.mediaType === DOCKER_MODEL_GGUF);
-  else return { reason: Reason.LayoutUnsupported, message: 'neither a CNCF ModelPack nor a Docker model artifact' };
+  else if (IMAGE_CONFIG_TYPES.includes(String(m.config.mediaType))) {
+    const tars = layers.filter((l) => MODELCAR_LAYER_TYPES.includes(String(l.mediaType)));
+    if (tars.length === 0) return { reason: Reason.LayoutUnsupported, message: 'an image without tar layers' };
+    if (tars.some((l) => typeof l.digest !== 'string' || !DIGEST.test(l.digest) || typeof l.size !== 'number' || !Number.isSafeInteger(l.size) || l.size < 0)) {
+      return { reason: Reason.OciManifestInvalid, message: 'every image layer needs a sha256 digest and a size' };
+    }
+    return { layout: 'modelcar', layers: tars.map((l) => ({ digest: l.digest as string, size: l.size as number, gzip: String(l.mediaType).endsWith('gzip') })) };
+  } else return { reason: Reason.LayoutUnsupported, message: 'neither a CNCF ModelPack, a Docker model artifact nor a modelcar image' };
   if (candidates.length !== 1) return { reason: Reason.LayoutUnsupported, message: `${candidates.length} GGUF layers of a raw media type; the node pulls exactly one` };
   const layer = candidates[0]!;
   if (typeof layer.digest !== 'string' || !DIGEST.test(layer.digest) || typeof layer.size !== 'number' || !Number.isSafeInteger(layer.size) || layer.size < 0) {
@@ -113,6 +130,11 @@ export async function pullOciModel(source: OciModelSource, pinSha256: string, st
   }
   const layer = selectGgufLayer(manifest, pinSha256, limits);
   if ('reason' in layer) return fail(layer.reason, layer.message);
+  if (source.cosignPublicKeyPem !== undefined) {
+    const refusal = await verifyOciCosignSignature(base, source.digest, source.cosignPublicKeyPem, stagingDir, fetchOptions);
+    if (refusal) return { stage: refusal };
+  }
+  if ('layers' in layer) return pullModelcar(base, layer, pinSha256, stagingDir, fetchOptions, source);
   if (layer.size > options.maxBytes) return fail(Reason.TooLarge, `the GGUF layer has ${layer.size} bytes, more than the limit of ${options.maxBytes}`);
   const blob = await fetchToStaging(`${base}/blobs/${layer.digest}`, stagingDir, { ...fetchOptions, maxBytes: layer.size, expectSha256: layer.digest.slice(7) });
   if (!blob.file) return { stage: { ...blob.stage, message: `the GGUF layer: ${blob.stage.message}` } };
@@ -121,7 +143,41 @@ export async function pullOciModel(source: OciModelSource, pinSha256: string, st
     return fail(Reason.TransferFailed, `the GGUF layer has ${blob.file.sizeBytes} bytes, the manifest says ${layer.size}`);
   }
   return {
-    stage: passed(Stage.Fetch, `pulled the ${layer.layout} GGUF layer (${layer.size} bytes) from ${source.registry}/${source.repository}`, { sizeBytes: layer.size, layout: layer.layout, registry: source.registry }),
+    stage: passed(Stage.Fetch, `pulled the ${layer.layout} GGUF layer (${layer.size} bytes) from ${source.registry}/${source.repository}${source.cosignPublicKeyPem !== undefined ? ', its manifest cosign-signed by the Model\'s key' : ''}`, { sizeBytes: layer.size, layout: layer.layout, registry: source.registry, ...(source.cosignPublicKeyPem !== undefined ? { cosignSigned: true } : {}) }),
     file: blob.file,
+  };
+}
+
+/** Reads a modelcar image's tar layers in order; exactly one models/*.gguf among them, the Model's pin. */
+async function pullModelcar(base: string, image: ModelcarLayers, pinSha256: string, stagingDir: string, options: FetchOptions, source: OciModelSource): Promise<{ stage: StageResult; file?: FetchedFile }> {
+  const total = image.layers.reduce((n, l) => n + l.size, 0);
+  const maxLayerBytes = options.maxBytes * 2 + 64 * 1024 * 1024;
+  if (total > maxLayerBytes) return fail(Reason.TooLarge, `the image layers have ${total} bytes, more than the limit of ${maxLayerBytes}`);
+  let kept: { file: FetchedFile; path: string } | undefined;
+  const drop = async () => kept && (await unlink(kept.file.path).catch(() => undefined));
+  for (const layer of image.layers) {
+    let path: string | undefined;
+    const got = await fetchToStaging(`${base}/blobs/${layer.digest}`, stagingDir, {
+      ...options,
+      maxBytes: layer.size,
+      expectSha256: layer.digest.slice(7),
+      unpack: async (body, out) => {
+        const result = await unpackModelcarLayer(body, out, layer.gzip, pinSha256, options.maxBytes);
+        if (result.path && kept) throw new ArchiveRefusal(Reason.LayoutUnsupported, `more than one GGUF under models/ (${kept.path.slice(0, 100)}, ${result.path.slice(0, 100)})`);
+        path = result.path;
+        return result.bytes;
+      },
+    });
+    if (!got.file) {
+      await drop();
+      return { stage: { ...got.stage, message: `the image layer ${layer.digest.slice(0, 23)}...: ${got.stage.message}` } };
+    }
+    if (path === undefined) await unlink(got.file.path).catch(() => undefined);
+    else kept = { file: got.file, path };
+  }
+  if (!kept) return fail(Reason.LayoutUnsupported, 'no .gguf under models/ in the image layers');
+  return {
+    stage: passed(Stage.Fetch, `pulled ${kept.path} (${kept.file.sizeBytes} bytes) from the modelcar image ${source.registry}/${source.repository}`, { sizeBytes: kept.file.sizeBytes, layout: 'modelcar', registry: source.registry, path: kept.path }),
+    file: kept.file,
   };
 }

@@ -145,7 +145,10 @@ export async function verifyArtifact(input: { source: ArtifactSource; pin: Pin; 
   const { sandbox, outcome } = await deps.sandbox.scan(staged.path, job, fetched.sizeBytes ?? 0);
   results.push(sandbox);
   if (!outcome) return { results, staged };
-  results.push(...outcome.stages.map((s) => (s.stage === Stage.Signature && signatureFailure ? signatureFailure : s)));
+  // A cosign signature of the OCI manifest was verified at Fetch, before the pull: it is the Signature stage.
+  const cosignSigned = source.kind === 'oci' && source.oci.cosignPublicKeyPem !== undefined && !input.signature;
+  const signatureStage = (s: StageResult) => (cosignSigned && (s.status !== 'failed' || s.reason === Reason.SignatureRequired) ? passed(Stage.Signature, 'the OCI manifest is cosign-signed by the Model\'s key (verified at Fetch)') : s);
+  results.push(...outcome.stages.map((s) => (s.stage === Stage.Signature ? (signatureFailure ?? signatureStage(s)) : s)));
   if (results.some((r) => r.status === 'failed')) return { results, facts: outcome.facts, staged };
 
   if (!policy.smokeTest.enabled) {
@@ -197,7 +200,10 @@ export interface QuarantineResult {
 }
 
 function planSource(plan: ModelPlan): ArtifactSource {
-  if (plan.oci) return { kind: 'oci', oci: { ...plan.oci, plainHttp: plan.allowInsecureHttp } };
+  if (plan.oci) {
+    const cosign = plan.signature?.ociCosign ? { cosignPublicKeyPem: plan.signature.publicKeyPem } : {};
+    return { kind: 'oci', oci: { registry: plan.oci.registry, repository: plan.oci.repository, digest: plan.oci.digest, plainHttp: plan.allowInsecureHttp, ...cosign } };
+  }
   const { url, allowInsecureHttp } = plan;
   return url.startsWith('file://') ? { kind: 'import', path: fileURLToPath(url) } : { kind: 'url', url, allowInsecureHttp };
 }
@@ -205,6 +211,13 @@ function planSource(plan: ModelPlan): ArtifactSource {
 function planSignature(plan: ModelPlan): SignatureInput | { failure: StageResult } | undefined {
   const sig = plan.signature;
   if (!sig) return undefined;
+  // cosign's signature of an OCI manifest is found and verified at Fetch (planSource), not by the scanner.
+  if (sig.ociCosign) {
+    if (!plan.oci || !sig.publicKeyPem || sig.keyless || sig.modelSigning || sig.bundleJson.length > 0 || sig.bundleUrl) {
+      return { failure: failed(Stage.Signature, Reason.SignaturePolicyInvalid, 'a cosign signature in the registry needs an OCI source and a public key, and nothing else') };
+    }
+    return undefined;
+  }
   const chain = sig.modelSigning?.certificateChainPem.length ? Buffer.from(sig.modelSigning.certificateChainPem).toString('utf8') : undefined;
   if ([sig.publicKeyPem !== '', sig.keyless !== undefined, chain !== undefined].filter(Boolean).length !== 1) {
     return { failure: failed(Stage.Signature, Reason.SignaturePolicyInvalid, 'the signature names none or more than one of a public key, a keyless identity and a certificate chain') };

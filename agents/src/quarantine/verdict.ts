@@ -64,6 +64,13 @@ export const Reason = {
   LayoutUnsupported: 'LayoutUnsupported',
   /** OCI sources: the GGUF layer's digest is not the Model's pinned SHA-256. */
   LayerNotPinned: 'LayerNotPinned',
+  /** OCI sources: the Model requires a cosign signature and no sigstore bundle refers to the manifest. */
+  OciSignatureMissing: 'OciSignatureMissing',
+  /** Modelcar image layers: a tar that cannot be read, too many entries, a path out of the root, a link under models/. */
+  ArchiveInvalid: 'ArchiveInvalid',
+  ArchiveTooManyEntries: 'ArchiveTooManyEntries',
+  ArchivePathEscape: 'ArchivePathEscape',
+  ArchiveLinkRefused: 'ArchiveLinkRefused',
 
   // Sandbox
   SandboxUnavailable: 'SandboxUnavailable',

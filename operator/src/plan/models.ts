@@ -44,7 +44,7 @@ function signatureOf(model: Model, resolver: ReferenceResolver): Resolution<Sign
     }
     modelSigning = { file: sig.modelSigning.file ?? '', certificateChainPem };
   }
-  return { ok: true, value: { bundleJson, bundleUrl: sig.bundle.url ?? '', publicKeyPem, keyless, modelSigning } };
+  return { ok: true, value: { bundleJson, bundleUrl: sig.bundle.url ?? '', publicKeyPem, keyless, modelSigning, ...(sig.bundle.oci ? { ociCosign: true } : {}) } };
 }
 
 function quarantineOf(model: Model): QuarantineOverrides | undefined {

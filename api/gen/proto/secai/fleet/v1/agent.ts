@@ -713,7 +713,11 @@ export interface Signature {
     | Keyless
     | undefined;
   /** Set when the bundle is an OpenSSF model signature (model-signing) rather than a cosign bundle. */
-  modelSigning?: ModelSigning | undefined;
+  modelSigning?:
+    | ModelSigning
+    | undefined;
+  /** The signature is cosign's, stored beside the OCI source in its registry (no bundle here); verified with public_key_pem at Fetch. */
+  ociCosign?: boolean | undefined;
 }
 
 export interface ModelSigning {
@@ -3440,7 +3444,14 @@ export const OciSource: MessageFns<OciSource> = {
 };
 
 function createBaseSignature(): Signature {
-  return { bundleJson: Buffer.alloc(0), bundleUrl: "", publicKeyPem: "", keyless: undefined, modelSigning: undefined };
+  return {
+    bundleJson: Buffer.alloc(0),
+    bundleUrl: "",
+    publicKeyPem: "",
+    keyless: undefined,
+    modelSigning: undefined,
+    ociCosign: undefined,
+  };
 }
 
 export const Signature: MessageFns<Signature> = {
@@ -3459,6 +3470,9 @@ export const Signature: MessageFns<Signature> = {
     }
     if (message.modelSigning !== undefined) {
       ModelSigning.encode(message.modelSigning, writer.uint32(42).fork()).join();
+    }
+    if (message.ociCosign !== undefined) {
+      writer.uint32(48).bool(message.ociCosign);
     }
     return writer;
   },
@@ -3516,6 +3530,14 @@ export const Signature: MessageFns<Signature> = {
             message.modelSigning = ModelSigning.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.ociCosign = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3551,6 +3573,11 @@ export const Signature: MessageFns<Signature> = {
         : isSet(object.model_signing)
         ? ModelSigning.fromJSON(object.model_signing)
         : undefined,
+      ociCosign: isSet(object.ociCosign)
+        ? globalThis.Boolean(object.ociCosign)
+        : isSet(object.oci_cosign)
+        ? globalThis.Boolean(object.oci_cosign)
+        : undefined,
     };
   },
 
@@ -3571,6 +3598,9 @@ export const Signature: MessageFns<Signature> = {
     if (message.modelSigning !== undefined) {
       obj.modelSigning = ModelSigning.toJSON(message.modelSigning);
     }
+    if (message.ociCosign !== undefined) {
+      obj.ociCosign = message.ociCosign;
+    }
     return obj;
   },
 
@@ -3588,6 +3618,7 @@ export const Signature: MessageFns<Signature> = {
     message.modelSigning = (object.modelSigning !== undefined && object.modelSigning !== null)
       ? ModelSigning.fromPartial(object.modelSigning)
       : undefined;
+    message.ociCosign = object.ociCosign ?? undefined;
     return message;
   },
 };

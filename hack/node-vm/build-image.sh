@@ -104,7 +104,7 @@ esp_id=$(printf '%s' "$inputs_key" | cut -c1-8 | tr a-f A-F)
 cat >"$root/etc/fstab" <<EOF
 UUID=$root_uuid / ext4 errors=remount-ro 0 1
 # The vault, once crypttab has opened it (TPM2-sealed); absent when it could not be opened.
-/dev/mapper/secai-vault /var/lib/secai/vault ext4 nofail,nodev,nosuid,noexec,x-systemd.device-timeout=20s 0 2
+/dev/mapper/secai-vault /var/lib/secai/vault ext4 nofail,nodev,nosuid,noexec,x-systemd.device-timeout=5min 0 2
 EOF
 
 # Kernel arguments: node-image's kargs.d (TOML), then the lab's serial console.

@@ -44,11 +44,23 @@ for tool in mmdebstrap mkfs.ext4 mkfs.vfat mcopy mmd sfdisk python3 sha256sum; d
 done
 [ "$(id -u)" = 0 ] || die "must run as root (the root tree keeps root-owned files and device nodes)"
 
+# The agent's vault lock, bundled with its imports, and the project's Node 24 to run it (the npm
+# package `node` in node_modules): the only agent code the lab disk carries.
+node_bin=$repo/node_modules/node/bin/node
+esbuild=$repo/node_modules/.bin/esbuild
+[ -x "$node_bin" ] || die "node_modules is missing (npm install): the disk carries the project's Node 24 and an esbuild bundle"
+[ -x "$esbuild" ] || die "node_modules/.bin/esbuild is missing (npm install)"
+bundle_dir=$(mktemp -d)
+trap 'rm -rf "$bundle_dir"' EXIT
+"$esbuild" "$repo/hack/node-vm/agent-vault-lock.ts" --bundle --platform=node --format=esm --target=node24 \
+  --outfile="$bundle_dir/agent-vault-lock.mjs" --log-level=warning
+
 base_key=$(printf '%s\n' "$SUITE" "${PACKAGES[*]}" "$mirror" "$(mmdebstrap --version)" | sha256sum | cut -c1-16)
 # Every file that goes into the disk, by content and path.
 inputs_key=$(
   {
-    echo "$base_key" "$ESP_MIB" "$VAULT_MIB"
+    echo "$base_key" "$ESP_MIB" "$VAULT_MIB" "$("$node_bin" --version)"
+    sha256sum "$bundle_dir/agent-vault-lock.mjs" | cut -d' ' -f1
     cd "$repo" && find hack/node-vm/build-image.sh node-image -type f -print0 | sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16
 )
@@ -61,7 +73,7 @@ if [ -s "$disk" ]; then
 fi
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" "$bundle_dir"' EXIT
 
 base=$cache/base-$base_key.tar
 if [ ! -s "$base" ]; then
@@ -90,11 +102,15 @@ in_root() {
 
 # The node hardening, as the Containerfile and a Debian host install it.
 cp -a "$repo/node-image" "$root/tmp/secai-node-image"
-in_root /tmp/secai-node-image/install-node-hardening.sh
+in_root /tmp/secai-node-image/install-node-hardening.sh >>"$work/chroot.log" 2>&1 ||
+  { tail -n 20 "$work/chroot.log" >&2; die "install-node-hardening.sh failed in the tree"; }
 rm -rf "$root/tmp/secai-node-image"
 # The lab's additions: first-boot vault creation, crypttab, the test report, networkd for the lab link.
 cp -a --no-preserve=ownership "$repo/node-image/lab-vm/rootfs/." "$root/"
-in_root systemctl enable secai-lab-vault-init.service secai-lab-report.service systemd-networkd.service
+in_root systemctl enable secai-lab-vault-init.service secai-lab-report.service secai-lab-watchdog.service systemd-networkd.service >>"$work/chroot.log" 2>&1 ||
+  { tail -n 20 "$work/chroot.log" >&2; die "systemctl enable failed in the tree"; }
+install -D -m 0755 "$node_bin" "$root/usr/lib/secai/lab/node"
+install -D -m 0644 "$bundle_dir/agent-vault-lock.mjs" "$root/usr/lib/secai/lab/agent-vault-lock.mjs"
 echo secai-lab-node >"$root/etc/hostname"
 # No password logs in anywhere: the lab node has no console login.
 in_root passwd --lock root >/dev/null

@@ -86,6 +86,8 @@ export interface BootOptions {
   /** Where this boot's serial console, report and logs go. */
   runDir: string;
   nonce: Buffer;
+  /** How the report unit locks the vault: the agent's own code, or secai-vault-lock (default). */
+  lock?: 'agent' | 'script';
   /** The lab link: a tap device that already exists in this network namespace. */
   link?: { netns: string; tap: string; mac?: string };
   timeoutMs: number;
@@ -165,6 +167,7 @@ export async function bootNodeVm(options: BootOptions): Promise<BootResult> {
       '-serial', `file:${serialPath}`,
       '-device', 'virtio-serial-pci', '-chardev', `file,id=report,path=${reportPath}`, '-device', 'virtserialport,chardev=report,name=secai.report',
       '-fw_cfg', `name=opt/secai/nonce,string=${options.nonce.toString('hex')}`,
+      '-fw_cfg', `name=opt/secai/lock,string=${options.lock ?? 'script'}`,
       // No network device unless the caller's namespace has the lab link.
       '-nic', 'none', ...net,
     ];

@@ -82,10 +82,10 @@ function monotonicUs(line: string): number {
   return Number(match[1]) * 1_000_000 + Number(match[2]);
 }
 
-async function boot(name: string, vars: string): Promise<Boot> {
+async function boot(name: string, vars: string, lock: 'agent' | 'script'): Promise<Boot> {
   const nonce = randomBytes(32);
   const result = await bootNodeVm({
-    disk, vars, tpmStateDir: join(dir, 'tpm'), runDir: join(dir, name), nonce,
+    disk, vars, tpmStateDir: join(dir, 'tpm'), runDir: join(dir, name), nonce, lock,
     link: { netns: NETNS, tap: TAP }, timeoutMs: BOOT_TIMEOUT_MS,
   });
   console.log(`${name}: ${result.accelerator}, report after ${result.reportMs} ms, powered off after ${result.wallMs} ms`);
@@ -115,9 +115,10 @@ beforeAll(async () => {
   await runChecked(runCommand, 'ip', ['-n', NETNS, 'addr', 'add', '10.213.0.1/30', 'dev', TAP]);
   await runChecked(runCommand, 'ip', ['-n', NETNS, 'link', 'set', TAP, 'up']);
 
-  boots.sbOn1 = await boot('secure-boot-1', join(dir, 'vars-secure-boot.fd'));
-  boots.sbOn2 = await boot('secure-boot-2', join(dir, 'vars-secure-boot.fd'));
-  boots.sbOff = await boot('secure-boot-off', join(dir, 'vars-plain.fd'));
+  // The first boot locks with secai-vault-lock, the second with the agent's own lock code.
+  boots.sbOn1 = await boot('secure-boot-1', join(dir, 'vars-secure-boot.fd'), 'script');
+  boots.sbOn2 = await boot('secure-boot-2', join(dir, 'vars-secure-boot.fd'), 'agent');
+  boots.sbOff = await boot('secure-boot-off', join(dir, 'vars-plain.fd'), 'script');
 }, BUILD_TIMEOUT_MS + 3 * BOOT_TIMEOUT_MS + 120_000);
 
 afterAll(cleanUp);
@@ -154,6 +155,13 @@ describe('the node disk boots with Secure Boot on', () => {
   });
 });
 
+describe('the agent\'s unit', () => {
+  it('is installed and enabled, and skipped by its condition because the lab image carries no agent payload', () => {
+    // Not a running agent: Node 24 and the repository are not in the lab image (node-image/lab-vm/README.md).
+    for (const b of [boots.sbOn1!, boots.sbOn2!, boots.sbOff!]) expect(field(b, 'agent_unit')).toBe('enabled no');
+  });
+});
+
 describe('the vault', () => {
   it('was created on first boot as LUKS2 sealed to the TPM (PCRs 0+2+4+7) with no other key slot', () => {
     const b = boots.sbOn1!;
@@ -184,10 +192,13 @@ describe('the vault', () => {
     expect(field(boots.sbOn2!, 'vault_files').split(' ')).toEqual(expect.arrayContaining([`boot-${first}`, `boot-${second}`]));
   });
 
-  it('closes for real with the agent\'s lock path (secai-vault-lock: the mount, then cryptsetup close through systemd)', () => {
+  it('closes for real: secai-vault-lock on the first boot, the agent\'s own cryptsetupLockExecutor (umount, cryptsetup close) on the second', () => {
+    expect(field(boots.sbOn1!, 'vault_lock_path')).toBe('script');
+    expect(text(boots.sbOn1!, 'vault_lock')).toContain('vault locked');
+    expect(field(boots.sbOn2!, 'vault_lock_path')).toBe('agent');
+    expect(JSON.parse(text(boots.sbOn2!, 'vault_lock'))).toEqual({ mapperName: 'secai-vault', mountPoint: '/var/lib/secai/vault', openBefore: true, openAfter: false });
     for (const b of [boots.sbOn1!, boots.sbOn2!]) {
       expect(field(b, 'vault_lock.rc')).toBe('0');
-      expect(text(b, 'vault_lock')).toContain('vault locked');
       expect(field(b, 'vault_mapper_after_lock').split(' ')).not.toContain('secai-vault');
       expect(field(b, 'vault_dm_crypt_after_lock')).toMatch(/No devices found/);
     }

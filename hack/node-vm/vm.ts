@@ -157,8 +157,7 @@ export async function bootNodeVm(options: BootOptions): Promise<BootResult> {
       ? ['-netdev', `tap,id=lab,ifname=${options.link.tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=lab${options.link.mac ? `,mac=${options.link.mac}` : ''}`]
       : [];
     const qemuArgs = [
-      '-machine', `q35,smm=on,accel=${accelerator}`, // No SVM/VMX: with them the guest loads kvm_amd, and two boots under TCG stalled right after.
-      '-cpu', 'max,svm=off,vmx=off', '-smp', '1', '-m', String(options.memoryMiB ?? 1024),
+      '-machine', `q35,smm=on,accel=${accelerator}`, '-cpu', 'max', '-smp', '1', '-m', String(options.memoryMiB ?? 1024),
       '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
       '-global', 'driver=cfi.pflash01,property=secure,value=on',
       '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,

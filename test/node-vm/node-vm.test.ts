@@ -14,7 +14,7 @@
 // fails and says which Debian package is missing (hack/apt-packages.txt installs them).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runChecked, runCommand } from '../../agents/src/exec.js';
@@ -112,6 +112,11 @@ beforeAll(async () => {
   process.once('exit', cleanUp);
   const missing = missingPrerequisites();
   if (missing.length > 0) throw new Error(`the node VM test needs: ${missing.join('; ')} (make deps installs hack/apt-packages.txt)`);
+  // A namespace left by a run that was killed (its pid is gone).
+  for (const line of execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n')) {
+    const stale = /^secai-nodevm-(\d+)\b/.exec(line);
+    if (stale && !existsSync(`/proc/${stale[1]}`)) execFileSync('ip', ['netns', 'del', `secai-nodevm-${stale[1]}`]);
+  }
   dir = mkdtempSync(join(tmpdir(), 'secai-node-vm-'));
   const built = await buildNodeDisk(BUILD_TIMEOUT_MS);
   console.log(built.log);

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 TSX := tsx
 
-.PHONY: deps tools node-tools images build test test-alerts generate cluster-up cluster-down lab lab-down bench-inference
+.PHONY: deps tools node-tools images build test test-alerts generate cluster-up cluster-down lab lab-down bench-inference node-vm-image node-vm-test
 
 node_modules: package.json package-lock.json
 	npm install --no-save --no-fund --no-audit
@@ -65,3 +65,12 @@ lab-down: node_modules
 # threads and context, CPU; exits non-zero below the bars (0.95x throughput, 1.1x time to first token).
 bench-inference: node_modules
 	$(TSX) test/bench/inference-vs-llama-server.ts 5 --assert
+
+# The lab node disk (Debian 12, signed boot chain, node-image/), cached in ~/.cache/secai-fleet/node-vm.
+node-vm-image:
+	hack/node-vm/build-image.sh
+
+# Boots that disk under QEMU (TCG) with OVMF Secure Boot and swtpm, three times, and checks the chain
+# from inside the VM (test/node-vm/node-vm.test.ts; also part of `make test`).
+node-vm-test: node_modules
+	hack/run-tests.sh test/node-vm

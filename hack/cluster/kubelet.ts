@@ -63,7 +63,7 @@ export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string): st
 export async function startKubelet(
   node: ContainerdNode,
   spawn: (command: string, args: readonly string[]) => NetnsProcess,
-  options: { kubeconfig?: string } = {},
+  options: { kubeconfig?: string; nodeIp?: string } = {},
 ): Promise<{ process: NetnsProcess; paths: KubeletPaths; cgroupRoot: string }> {
   const paths = kubeletPaths(node.root);
   for (const dir of [paths.rootDir, paths.staticPods, paths.podLogs, paths.certs]) await mkdir(dir, { recursive: true });
@@ -81,6 +81,7 @@ export async function startKubelet(
     `--cert-dir=${paths.certs}`,
     `--hostname-override=${node.name}`,
     ...(options.kubeconfig ? [`--kubeconfig=${options.kubeconfig}`] : []),
+    ...(options.nodeIp ? [`--node-ip=${options.nodeIp}`] : []),
     '--v=1',
   ]);
   return { process, paths, cgroupRoot };

@@ -30,8 +30,19 @@ export function kubeletPaths(nodeRoot: string): KubeletPaths {
   };
 }
 
-/** The KubeletConfiguration of a lab node (standalone when `authenticated` is false). */
-export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string): string {
+export interface KubeletApiOptions {
+  /** The kubelet API's listen address (default 127.0.0.1); the node's own address for the API server. */
+  address?: string;
+  /**
+   * The test control plane's API server presents no client certificate to kubelets (it has no
+   * --kubelet-client-certificate), so a kubelet it must reach (`kubectl logs`) admits anonymous
+   * requests and asks the API server (webhook: SubjectAccessReview, RBAC) whether each is allowed.
+   */
+  anonymousWithWebhookAuthorization?: boolean;
+}
+
+/** The KubeletConfiguration of a lab node. */
+export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string, api: KubeletApiOptions = {}): string {
   return stringify({
     apiVersion: 'kubelet.config.k8s.io/v1beta1',
     kind: 'KubeletConfiguration',
@@ -42,13 +53,13 @@ export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string): st
     containerRuntimeEndpoint: 'unix:///run/containerd/containerd.sock',
     staticPodPath: paths.staticPods,
     podLogsDir: paths.podLogs,
-    address: '127.0.0.1',
+    address: api.address ?? '127.0.0.1',
     readOnlyPort: 0,
     healthzBindAddress: '127.0.0.1',
     healthzPort: 10248,
     failSwapOn: false,
-    authentication: { anonymous: { enabled: false }, webhook: { enabled: false } },
-    authorization: { mode: 'AlwaysAllow' },
+    authentication: { anonymous: { enabled: api.anonymousWithWebhookAuthorization === true }, webhook: { enabled: false } },
+    authorization: { mode: api.anonymousWithWebhookAuthorization ? 'Webhook' : 'AlwaysAllow' },
     // A lab node's disk is the host's: no evictions for its fill level.
     evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '0%', 'imagefs.available': '0%' },
     imageGCHighThresholdPercent: 100,
@@ -63,13 +74,13 @@ export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string): st
 export async function startKubelet(
   node: ContainerdNode,
   spawn: (command: string, args: readonly string[]) => NetnsProcess,
-  options: { kubeconfig?: string; nodeIp?: string } = {},
+  options: { kubeconfig?: string; nodeIp?: string; api?: KubeletApiOptions } = {},
 ): Promise<{ process: NetnsProcess; paths: KubeletPaths; cgroupRoot: string }> {
   const paths = kubeletPaths(node.root);
   for (const dir of [paths.rootDir, paths.staticPods, paths.podLogs, paths.certs]) await mkdir(dir, { recursive: true });
   const cgroupRoot = `/${node.namespace}-kubelet`;
   await node.addCgroupRoot(cgroupRoot);
-  await writeFile(paths.config, renderKubeletConfig(paths, cgroupRoot));
+  await writeFile(paths.config, renderKubeletConfig(paths, cgroupRoot, options.api));
   const process = spawn('nsenter', [
     '--target',
     String(node.pid),

@@ -129,16 +129,28 @@ export class ContainerdNode {
       // The shim is found on PATH; the runc binary is named in the config.
       env: { ...process.env, PATH: `${HACK_BIN}:${process.env.PATH ?? '/usr/bin:/bin'}` },
     });
+    const daemon = this.daemon;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const exited = await Promise.race([this.daemon.exited.then(() => true), sleep(200).then(() => false)]);
-      if (exited) throw new Error(`node ${this.name}: containerd did not start: ${this.daemon.stderr().slice(-2000)}`);
-      if (this.daemon.stderr().includes('containerd successfully booted')) {
+      const exited = await Promise.race([daemon.exited.then((status) => status), sleep(200).then(() => undefined)]);
+      if (exited) return this.failStart(`containerd exited (${exited.signal ?? `code ${exited.code}`}) while starting: ${containerdFailure(daemon.stderr())}`);
+      if (daemon.stderr().includes('containerd successfully booted')) {
         const version = await this.ctr(['version']);
         if (version.code === 0) return;
       }
-      if (Date.now() > deadline) throw new Error(`node ${this.name}: containerd did not answer within ${timeoutMs} ms: ${this.daemon.stderr().slice(-2000)}`);
+      if (Date.now() > deadline) return this.failStart(`containerd did not answer within ${timeoutMs} ms: ${containerdFailure(daemon.stderr())}`);
     }
+  }
+
+  /**
+   * A runtime that cannot start leaves nothing behind: the daemon (if still running), its shims and
+   * cgroups and the node's root are removed, and the error names the node and the cause. The whole
+   * log is kept in the error's `log`.
+   */
+  private async failStart(reason: string): Promise<never> {
+    const log = this.containerdLog();
+    await this.stop();
+    throw Object.assign(new Error(`node ${this.name}: the container runtime cannot start: ${reason}`), { log });
   }
 
   /** Runs a command in the node's mount and network namespaces (containerd's). */
@@ -281,6 +293,20 @@ function killPid(pid: number): void {
   } catch {
     // Already gone.
   }
+}
+
+/**
+ * The line of containerd's log that says why it stopped: its last fatal or error entry (logfmt
+ * `msg` and `error` fields), else the last line of its output.
+ */
+export function containerdFailure(log: string): string {
+  const lines = log.split('\n').filter((line) => line.trim() !== '');
+  const entry = [...lines].reverse().find((line) => /\blevel=(fatal|error)\b/.test(line));
+  if (!entry) return lines.at(-1)?.trim() ?? '(no output)';
+  const field = (name: string) => entry.match(new RegExp(`\\b${name}="((?:[^"\\\\]|\\\\.)*)"`))?.[1]?.replaceAll('\\"', '"');
+  const msg = field('msg');
+  const error = field('error');
+  return [msg, error].filter(Boolean).join(': ') || entry.trim();
 }
 
 function shellQuote(text: string): string {

@@ -30,8 +30,19 @@ export function kubeletPaths(nodeRoot: string): KubeletPaths {
   };
 }
 
-/** The KubeletConfiguration of a lab node (standalone when `authenticated` is false). */
-export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string): string {
+export interface KubeletApiOptions {
+  /** The kubelet API's listen address (default 127.0.0.1); the node's own address for the API server. */
+  address?: string;
+  /**
+   * The test control plane's API server presents no client certificate to kubelets (it has no
+   * --kubelet-client-certificate), so a kubelet it must reach (`kubectl logs`) admits anonymous
+   * requests and asks the API server (webhook: SubjectAccessReview, RBAC) whether each is allowed.
+   */
+  anonymousWithWebhookAuthorization?: boolean;
+}
+
+/** The KubeletConfiguration of a lab node. */
+export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string, api: KubeletApiOptions = {}): string {
   return stringify({
     apiVersion: 'kubelet.config.k8s.io/v1beta1',
     kind: 'KubeletConfiguration',
@@ -42,13 +53,13 @@ export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string): st
     containerRuntimeEndpoint: 'unix:///run/containerd/containerd.sock',
     staticPodPath: paths.staticPods,
     podLogsDir: paths.podLogs,
-    address: '127.0.0.1',
+    address: api.address ?? '127.0.0.1',
     readOnlyPort: 0,
     healthzBindAddress: '127.0.0.1',
     healthzPort: 10248,
     failSwapOn: false,
-    authentication: { anonymous: { enabled: false }, webhook: { enabled: false } },
-    authorization: { mode: 'AlwaysAllow' },
+    authentication: { anonymous: { enabled: api.anonymousWithWebhookAuthorization === true }, webhook: { enabled: false } },
+    authorization: { mode: api.anonymousWithWebhookAuthorization ? 'Webhook' : 'AlwaysAllow' },
     // A lab node's disk is the host's: no evictions for its fill level.
     evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '0%', 'imagefs.available': '0%' },
     imageGCHighThresholdPercent: 100,
@@ -60,12 +71,16 @@ export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string): st
 }
 
 /** Starts the kubelet in the node's namespaces (through nsenter into containerd's). */
-export async function startKubelet(node: ContainerdNode, spawn: (command: string, args: readonly string[]) => NetnsProcess): Promise<{ process: NetnsProcess; paths: KubeletPaths; cgroupRoot: string }> {
+export async function startKubelet(
+  node: ContainerdNode,
+  spawn: (command: string, args: readonly string[]) => NetnsProcess,
+  options: { kubeconfig?: string; nodeIp?: string; api?: KubeletApiOptions } = {},
+): Promise<{ process: NetnsProcess; paths: KubeletPaths; cgroupRoot: string }> {
   const paths = kubeletPaths(node.root);
   for (const dir of [paths.rootDir, paths.staticPods, paths.podLogs, paths.certs]) await mkdir(dir, { recursive: true });
   const cgroupRoot = `/${node.namespace}-kubelet`;
   await node.addCgroupRoot(cgroupRoot);
-  await writeFile(paths.config, renderKubeletConfig(paths, cgroupRoot));
+  await writeFile(paths.config, renderKubeletConfig(paths, cgroupRoot, options.api));
   const process = spawn('nsenter', [
     '--target',
     String(node.pid),
@@ -76,7 +91,46 @@ export async function startKubelet(node: ContainerdNode, spawn: (command: string
     `--root-dir=${paths.rootDir}`,
     `--cert-dir=${paths.certs}`,
     `--hostname-override=${node.name}`,
+    ...(options.kubeconfig ? [`--kubeconfig=${options.kubeconfig}`] : []),
+    ...(options.nodeIp ? [`--node-ip=${options.nodeIp}`] : []),
     '--v=1',
   ]);
   return { process, paths, cgroupRoot };
+}
+
+/**
+ * Waits until a kubelet started with a kubeconfig has registered its Node with the API server, or
+ * fails within `timeoutMs` naming the node and what the kubelet last said about the API server (for
+ * a server it cannot reach: the dial error). A kubelet that cannot register is killed: nothing of it
+ * is left running.
+ */
+export async function waitForRegistration(nodeName: string, kubelet: NetnsProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = kubelet.stderr();
+    if (/Successfully registered node/.test(log)) return;
+    const exited = kubelet.child.exitCode !== null || kubelet.child.signalCode !== null;
+    if (exited || Date.now() > deadline) {
+      const cause = apiServerFailure(log);
+      await kubelet.kill();
+      throw Object.assign(
+        new Error(
+          exited
+            ? `node ${nodeName}: the kubelet exited before registering with the API server: ${cause}`
+            : `node ${nodeName}: the kubelet cannot reach the API server (not registered within ${timeoutMs} ms): ${cause}`,
+        ),
+        { log },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** The kubelet's last word on the API server: its last registration or connection error. */
+export function apiServerFailure(log: string): string {
+  const lines = log.split('\n');
+  const line = [...lines].reverse().find((l) => /Unable to register node|connection refused|dial tcp|no route to host|i\/o timeout|x509|Unauthorized|forbidden/i.test(l));
+  if (!line) return lines.filter((l) => l.trim()).at(-1)?.trim() ?? '(no output)';
+  const err = line.match(/err="((?:[^"\\]|\\.)*)"/)?.[1]?.replaceAll('\\"', '"');
+  return err ?? line.trim();
 }

@@ -185,16 +185,19 @@ export class ContainerdNode {
 
   /** Stops containers, shims and containerd, removes the node's cgroups and its root. */
   async stop(): Promise<void> {
+    // containerd first: alive, it answers each dying shim by running `shim delete`, which writes
+    // into the task directories while they are being removed.
+    await this.daemon?.kill('SIGKILL');
+    this.daemon = undefined;
     const cgroups = [...(await this.containerCgroups()), ...(await this.cgroupTrees())];
     for (const dir of cgroups) await killCgroup(dir);
     const shims = await this.shimPids();
     for (const pid of shims) killPid(pid);
-    await this.daemon?.kill('SIGKILL');
-    this.daemon = undefined;
+    await waitForExit(shims, 10_000);
     // A killed process leaves its cgroup only once it has exited and been reaped.
     for (const dir of cgroups) await removeCgroup(dir);
     for (const controller of await controllers()) await removeCgroup(join(CGROUP_ROOT, controller, this.namespace));
-    await rm(this.root, { recursive: true, force: true });
+    await rm(this.root, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   }
 
   /** The cgroup directories of this node's containers, deepest first per controller. */
@@ -285,6 +288,19 @@ async function removeCgroup(dir: string, timeoutMs = 10_000): Promise<void> {
       await sleep(50);
     }
   }
+}
+
+/** Waits until none of `pids` is alive (a zombie counts as gone), at most `timeoutMs`. */
+async function waitForExit(pids: readonly number[], timeoutMs: number): Promise<void> {
+  const alive = (pid: number) => {
+    try {
+      return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(alive) && Date.now() < deadline) await sleep(20);
 }
 
 function killPid(pid: number): void {

@@ -59,12 +59,24 @@ beforeAll(async () => {
 }, 25 * 60_000);
 
 afterAll(async () => {
-  await kubelet?.kill();
-  await node?.stop();
-  await controlPlane?.kill('SIGTERM');
-  await harness?.destroy();
-  if (netns) rmSync(join('/etc/netns', netns), { recursive: true, force: true });
-  if (work) rmSync(work, { recursive: true, force: true });
+  // Every step runs whatever an earlier one threw (a failed stop must not leave the namespace).
+  const steps = [
+    () => kubelet?.kill(),
+    () => node?.stop(),
+    () => controlPlane?.kill('SIGTERM'),
+    () => harness?.destroy(),
+    () => netns && rmSync(join('/etc/netns', netns), { recursive: true, force: true }),
+    () => work && rmSync(work, { recursive: true, force: true }),
+  ];
+  const errors: unknown[] = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      errors.push(error);
+    }
+  }
+  if (errors.length) throw new AggregateError(errors, 'clean-up failed');
 }, 60_000);
 
 it('registers with the API server as a Ready Node with its own address', async () => {

@@ -6,9 +6,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { ContainerdNode } from '../../hack/cluster/containerd.js';
 import { startKubelet, waitForRegistration } from '../../hack/cluster/kubelet.js';
+import { kubeletKubeconfig } from '../../hack/cluster/test-images.js';
 import { NetnsHarness } from '../support/netns.js';
 
 let work: string;
@@ -63,14 +63,7 @@ it('a kubelet that cannot reach the API server: detected within the bound, repor
     const kubeconfig = join(node.root, 'kubelet.kubeconfig');
     writeFileSync(
       kubeconfig,
-      stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'lab', cluster: { server: `https://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true } }],
-        users: [{ name: 'node', user: { token: 'unused-nothing-answers' } }],
-        contexts: [{ name: 'lab', context: { cluster: 'lab', user: 'node' } }],
-        'current-context': 'lab',
-      }),
+      kubeletKubeconfig({ server: `https://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true }, { name: 'node', user: { token: 'unused-nothing-answers' } }),
     );
     const kubelet = await startKubelet(node, (command, args) => harness.spawn(netns, command, args), { kubeconfig });
     const started = Date.now();

@@ -9,8 +9,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { runCommand } from '../../agents/src/exec.js';
 import { ContainerdNode } from '../../hack/cluster/containerd.js';
+import { importVerifiedImages } from '../../hack/cluster/test-images.js';
 import { startKubelet } from '../../hack/cluster/kubelet.js';
 import { REPO_ROOT } from '../../hack/control-plane/control-plane.js';
 import { NetnsHarness, type NetnsProcess } from '../support/netns.js';
@@ -33,19 +33,11 @@ const hostBefore = { tables: hostTables() };
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'secai-kubelet-'));
-  // SECAI_TEST_IMAGES: a directory `make images` filled, to skip the build while working on this test.
-  const images = process.env.SECAI_TEST_IMAGES ?? join(work, 'images');
-  if (!process.env.SECAI_TEST_IMAGES) execFileSync(join(REPO_ROOT, 'hack/images/build.sh'), [images], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20 * 60_000 });
   harness = await NetnsHarness.create({ prefix: 'sfkl' });
   netns = await harness.addNamespace('node1');
   node = new ContainerdNode({ name: 'kl-node1', root: join(work, 'node1'), netns, harness, namespace: `secai-kl-${process.pid}` });
   await node.start();
-  const imported = await runCommand(
-    join(REPO_ROOT, 'hack/images/import.sh'),
-    ['--address', join(node.root, 'run/containerd/containerd.sock'), '--namespace', 'k8s.io', join(images, 'cosign.pub'), images, 'secai-fleet', 'pause'],
-    { timeoutMs: 300_000 },
-  );
-  if (imported.code !== 0) throw new Error(`import failed: ${imported.stderr}`);
+  await importVerifiedImages(node, work);
 }, 25 * 60_000);
 
 afterAll(async () => {

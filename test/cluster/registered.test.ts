@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ContainerdNode, HACK_BIN } from '../../hack/cluster/containerd.js';
 import { startKubelet, waitForRegistration } from '../../hack/cluster/kubelet.js';
-import { runCommand } from '../../agents/src/exec.js';
+import { importVerifiedImages, kubeletKubeconfig } from '../../hack/cluster/test-images.js';
 import { REPO_ROOT, toolPath } from '../../hack/control-plane/control-plane.js';
 import { NetnsHarness, type NetnsProcess } from '../support/netns.js';
 
@@ -47,15 +47,7 @@ beforeAll(async () => {
   await controlPlane.waitForOutput(/^ready /m, 120_000);
   node = new ContainerdNode({ name: NODE, root: join(work, 'node1'), netns, harness, namespace: `secai-rg-${process.pid}` });
   await node.start();
-  // SECAI_TEST_IMAGES: a directory `make images` filled, to skip the build while working on this test.
-  const images = process.env.SECAI_TEST_IMAGES ?? join(work, 'images');
-  if (!process.env.SECAI_TEST_IMAGES) execFileSync(join(REPO_ROOT, 'hack/images/build.sh'), [images], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20 * 60_000 });
-  const imported = await runCommand(
-    join(REPO_ROOT, 'hack/images/import.sh'),
-    ['--address', join(node.root, 'run/containerd/containerd.sock'), '--namespace', 'k8s.io', join(images, 'cosign.pub'), images, 'secai-fleet', 'pause'],
-    { timeoutMs: 300_000 },
-  );
-  if (imported.code !== 0) throw new Error(`import failed: ${imported.stderr}`);
+  await importVerifiedImages(node, work);
 }, 25 * 60_000);
 
 afterAll(async () => {
@@ -93,14 +85,7 @@ it('registers with the API server as a Ready Node with its own address', async (
   const kubeconfig = join(node.root, 'kubelet.kubeconfig');
   writeFileSync(
     kubeconfig,
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'lab', cluster: { server, 'certificate-authority': join(pki, 'ca.crt') } }],
-      users: [{ name: NODE, user: { 'client-certificate': join(certs, 'node.crt'), 'client-key': join(certs, 'node.key') } }],
-      contexts: [{ name: 'lab', context: { cluster: 'lab', user: NODE } }],
-      'current-context': 'lab',
-    }),
+    kubeletKubeconfig({ server, 'certificate-authority': join(pki, 'ca.crt') }, { name: NODE, user: { 'client-certificate': join(certs, 'node.crt'), 'client-key': join(certs, 'node.key') } }),
   );
   // CRI reports its network ready only with a CNI configuration; the node is NotReady without one.
   writeFileSync(

@@ -3,16 +3,18 @@
 // each), and the figures for what watching costs (resync CPU at 10,000 entries, store re-hash
 // throughput beside openssl) are printed for the README.
 import { describeDrift, measureRehash, measureRepairs, measureResync, type RehashFigures, type RepairFigures, type ResyncFigures } from './drift-repair.js';
+import { describeQuiet, waitForQuietMachine } from './quiet-machine.js';
 
 let repairs: RepairFigures[];
 let resync: ResyncFigures;
 let rehash: RehashFigures;
 
 beforeAll(async () => {
+  const quiet = await waitForQuietMachine();
   repairs = await measureRepairs(20);
   resync = await measureResync(10_000, 30);
   rehash = await measureRehash(3);
-  process.stderr.write(`drift bench:\n${describeDrift(repairs, resync, rehash)}\n`);
+  process.stderr.write(`drift bench (${describeQuiet(quiet)}):\n${describeDrift(repairs, resync, rehash)}\n`);
 }, 600_000);
 
 test('every tamper class is repaired and read back in force within 5 s, worst of 20', () => {

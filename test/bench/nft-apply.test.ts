@@ -5,15 +5,17 @@
 // come from the kernel's dump (nft-set-elements), as nft 1.0.6's own listing alone takes ~1 s at
 // 100,000.
 import { benchmarkNftApply, describeNftApply, type NftApplyFigures } from './nft-apply.js';
+import { describeQuiet, waitForQuietMachine } from './quiet-machine.js';
 
 let figures: NftApplyFigures[];
 
 beforeAll(async () => {
+  const quiet = await waitForQuietMachine();
   figures = await benchmarkNftApply([
     { entries: 10_000, rounds: 9 },
     { entries: 100_000, rounds: 5 },
   ]);
-  process.stderr.write(`nft bench:\n${describeNftApply(figures)}\n`);
+  process.stderr.write(`nft bench (${describeQuiet(quiet)}):\n${describeNftApply(figures)}\n`);
 }, 300_000);
 
 const at = (entries: number) => figures.find((f) => f.entries === entries)!;

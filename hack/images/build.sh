@@ -88,7 +88,7 @@ build_debian_root() {
     --skip=download/empty --skip=essential/unlink \
     --setup-hook='mkdir -p "$1"/var/cache/apt/archives' --setup-hook="sync-in $debs /var/cache/apt/archives/" \
     --customize-hook="sync-out /var/cache/apt/archives $debs" \
-    --include=passwd,ca-certificates,libstdc++6,nftables,bubblewrap,cryptsetup-bin,tpm2-tools,gcc,libc6-dev,libmnl-dev,libnftnl-dev \
+    --include=passwd,ca-certificates,libstdc++6,nftables,bubblewrap,cryptsetup-bin,tpm2-tools,gcc,libc6-dev,libmnl-dev,libnftnl-dev,libnftables-dev \
     --customize-hook='chroot "$1" groupadd --gid 65532 nonroot' \
     --customize-hook='chroot "$1" useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot' \
     --customize-hook='rm -rf "$1"/var/cache/ldconfig/aux-cache "$1"/var/log/* "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/*.bin "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id' \
@@ -127,7 +127,7 @@ build_app_tree() {
 compile_native_helpers() {
   local root=$1 app=$2 script
   mkdir -p "$app/opt/secai-fleet/native"
-  for script in agents/src/sandbox/build-landlock-launcher.ts agents/src/egress/build-set-element-reader.ts; do
+  for script in agents/src/sandbox/build-landlock-launcher.ts agents/src/egress/build-set-element-reader.ts agents/src/egress/build-nft-session.ts; do
     bwrap --bind "$root" / --bind "$app/opt/secai-fleet" /opt/secai-fleet \
       --ro-bind "$app/usr/local/bin/node" /usr/local/bin/node \
       --proc /proc --dev /dev --tmpfs /tmp --unshare-all --die-with-parent --chdir /opt/secai-fleet \

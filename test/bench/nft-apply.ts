@@ -1,8 +1,9 @@
 // Benchmark: applying and verifying an N-entry egress allowlist (DESIGN §8: 10,000 entries under
 // 150 ms, 100,000 under 1 s), against a bare `nft -f` of the very same ruleset text, interleaved
 // in one run (ABAB, alternating which goes first) inside a test-created namespace; medians are
-// compared. "Apply and verify" is what the agent does: `nft -f` of the replace transaction, then
-// the read-back (a terse `nft -j list ruleset inet` beside the kernel dump of the set elements by
+// compared. "Apply and verify" is what the agent does: the replace transaction through the agent's
+// libnftables session (nft-session.ts; what `nft -f` runs, without starting a process), then
+// the read-back (a terse `nft -j list ruleset inet` through the same session, beside the kernel dump of the set elements by
 // nft-set-elements), parse, normalise, compare element by element and rule by rule with the
 // intent, digest.
 // Each entry is one address with one TCP port (the `ipv4_addr . inet_service` hash set): distinct
@@ -17,6 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { EgressMode, type EgressPlan, Protocol, Via } from '../../api/gen/proto/secai/fleet/v1/agent.js';
 import { runCommand } from '../../agents/src/exec.js';
 import { applyEgressTable } from '../../agents/src/egress/apply-egress.js';
+import { buildNftSession, NftSession } from '../../agents/src/egress/nft-session.js';
 import { type NftTarget, runNft } from '../../agents/src/egress/nft-target.js';
 import { renderEgressRuleset, replaceTableTransaction } from '../../agents/src/egress/render-egress-ruleset.js';
 import { buildSetElementReader, nativeHelperCacheDir } from '../../agents/src/egress/set-element-reader.js';
@@ -70,9 +72,11 @@ export async function measureNftApply(entries: number, rounds: number, target: N
   const full: number[] = [];
   const apply: number[] = [];
   const verify: number[] = [];
+  // Bare: the `nft` program itself, started for the command as a user would.
+  const bareTarget: NftTarget = { exec: target.exec, nftPath: target.nftPath };
   const runBare = async () => {
     const started = performance.now();
-    await runNft(target, ['-f', '-'], transaction);
+    await runNft(bareTarget, ['-f', '-'], transaction);
     bare.push(performance.now() - started);
   };
   const runFull = async () => {
@@ -145,10 +149,13 @@ export function describeNftApply(figures: NftApplyFigures[]): string {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (process.argv[2] === INSIDE) {
     const sizes = JSON.parse(process.argv[3]!) as { entries: number; rounds: number }[];
-    const setElementReader = await buildSetElementReader({ exec: runCommand, cacheDir: nativeHelperCacheDir() });
-    const target: NftTarget = { exec: runCommand, nftPath: 'nft', setElementReader };
+    const build = { exec: runCommand, cacheDir: nativeHelperCacheDir() };
+    const setElementReader = await buildSetElementReader(build);
+    // The agent's target: the reader and one libnftables session (nft-session.ts).
+    const target: NftTarget = { exec: runCommand, nftPath: 'nft', setElementReader, session: new NftSession({ binary: await buildNftSession(build) }) };
     const figures: NftApplyFigures[] = [];
     for (const { entries, rounds } of sizes) figures.push(await measureNftApply(entries, rounds, target));
+    target.session!.close();
     process.stdout.write(`figures ${JSON.stringify(figures)}\n`);
   } else {
     const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);

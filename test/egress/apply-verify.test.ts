@@ -2,7 +2,8 @@
 // loads and reads back equal to its intent (nft's own spelling of prefixes, ranges, IPv6 and
 // concatenations notwithstanding), and any change made behind the agent's back is reported. Both
 // read-backs are covered: nft's full listing, and the terse listing with the elements from the
-// kernel dump (nft-set-elements), which must read exactly what nft's listing reads.
+// kernel dump (nft-set-elements), which must read exactly what nft's listing reads, and the agent's
+// way: the same with every nft command through its libnftables session (nft-session.ts).
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { DutyStatus, type EgressPlan, NodePlan } from '../../api/gen/proto/secai/fleet/v1/agent.js';
@@ -12,6 +13,7 @@ import { applyEgressTable, harvestEgressCounters, readEgressTable } from '../../
 import { EgressEnforcer } from '../../agents/src/egress/egress-enforcer.js';
 import { egressMetrics } from '../../agents/src/egress/egress-metrics.js';
 import { compareEgressTables, egressTableDigest } from '../../agents/src/egress/egress-table.js';
+import { buildNftSession, NftSession } from '../../agents/src/egress/nft-session.js';
 import type { NftTarget } from '../../agents/src/egress/nft-target.js';
 import { type RenderedEgressRuleset, renderEgressRuleset, replaceTableTransaction } from '../../agents/src/egress/render-egress-ruleset.js';
 import { buildSetElementReader, nativeHelperCacheDir } from '../../agents/src/egress/set-element-reader.js';
@@ -25,6 +27,8 @@ let harness: NetnsHarness;
 let target: NftTarget;
 /** Reads back through the terse listing and the kernel dump of the elements. */
 let dumping: NftTarget;
+/** As the agent runs: the kernel dump, and every nft command through one libnftables session. */
+let session: NftTarget;
 
 beforeAll(async () => {
   harness = await NetnsHarness.create({ prefix: 'sfegv' });
@@ -33,14 +37,17 @@ beforeAll(async () => {
   await harness.connect({ namespace: verify, device: 'peer0', addresses: ['192.0.2.1/24'] }, { namespace: peer, device: 'verify0', addresses: ['192.0.2.2/24'] });
   target = { exec: runCommand, nftPath: 'nft', netns: verify };
   dumping = { ...target, setElementReader: await buildSetElementReader({ exec: runCommand, cacheDir: nativeHelperCacheDir() }) };
+  session = { ...dumping, session: new NftSession({ binary: await buildNftSession({ exec: runCommand, cacheDir: nativeHelperCacheDir() }), netns: verify }) };
 });
 
 const READ_BACKS: [string, () => NftTarget][] = [
   ["nft's listing", () => target],
   ['the kernel dump', () => dumping],
+  ["the agent's nft session", () => session],
 ];
 
 afterAll(async () => {
+  session?.session?.close();
   await harness?.destroy();
 });
 

@@ -142,10 +142,16 @@ test('DNS goes only to the allowed resolvers, at the plan rate; the rest is drop
 });
 
 test('the rules stay in force after the process that applied them is killed', async () => {
+  // The fixture's node keeps healing its own plan in this namespace (drift repair): it holds the
+  // same plan and inbound ports as the applier, so the two agents do not fight over the table.
+  await fixture.node.request({ op: 'apply', plan: plan({ allow: baseAllow }) });
   const applier = await fixture.startNodeSide();
-  const { result } = await applier.request({ op: 'apply', plan: plan({ allow: baseAllow }) });
-  expect(result.status).toBe('DUTY_STATUS_OK');
-  await applier.process.kill('SIGKILL');
+  try {
+    const { result } = await applier.request({ op: 'apply', plan: plan({ allow: baseAllow }), inboundTcpPorts: [INBOUND_PORT] });
+    expect(result.status).toBe('DUTY_STATUS_OK');
+  } finally {
+    await applier.process.kill('SIGKILL');
+  }
   expect((await applier.process.exited).signal).toBe('SIGKILL');
 
   await expect(connect(fixture.node, UPSTREAM_V4, ALLOWED_PORT)).resolves.toMatchObject({ ok: true });

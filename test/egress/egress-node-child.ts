@@ -23,6 +23,7 @@ import { lookUpUser } from '../../agents/src/tor/tor-user.js';
 import { queryResolver, resolveThroughResolvers } from '../../agents/src/egress/dns-client.js';
 import { EgressEnforcer } from '../../agents/src/egress/egress-enforcer.js';
 import { egressMetrics } from '../../agents/src/egress/egress-metrics.js';
+import { withNftSession } from '../../agents/src/egress/nft-session.js';
 import { nativeHelperCacheDir, withSetElementReader } from '../../agents/src/egress/set-element-reader.js';
 
 export type NodeRequest =
@@ -57,8 +58,10 @@ const stateDir = mkdtempSync(join(tmpdir(), 'egress-node-'));
 let generation = 0;
 const audit = new MemoryAuditSink();
 const NODE_NAME = 'egress-test-node';
-// As the agent does: the kernel dump of set elements when the reader builds here.
-const nft = await withSetElementReader({ exec: runCommand, nftPath: 'nft' }, { exec: runCommand, cacheDir: nativeHelperCacheDir() }, logger);
+// As the agent does: the kernel dump of set elements when the reader builds here, and one
+// libnftables session for every nft command.
+const nftBuild = { exec: runCommand, cacheDir: nativeHelperCacheDir() };
+const nft = await withNftSession(await withSetElementReader({ exec: runCommand, nftPath: 'nft' }, nftBuild, logger), nftBuild, logger);
 
 function tcpConnect(host: string, port: number, timeoutMs: number): Promise<ConnectOutcome> {
   const started = performance.now();

@@ -133,11 +133,11 @@ it('loads the agent with its production dependencies, as root', async () => {
 });
 
 it('finds the native helpers compiled at build time, on a read-only root', async () => {
-  for (const [i, script] of ['agents/src/egress/build-set-element-reader.ts', 'agents/src/sandbox/build-landlock-launcher.ts'].entries()) {
+  for (const [i, script] of ['agents/src/egress/build-set-element-reader.ts', 'agents/src/egress/build-nft-session.ts', 'agents/src/sandbox/build-landlock-launcher.ts'].entries()) {
     // As the chart runs the agent: read-only root, /tmp an emptyDir (tsx keeps its cache there).
     const result = await run(`helper-${i}`, ['node', '--import', 'tsx', script], ['--read-only', '--mount', 'type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev', '--user', '0:0']);
     expect(result.stderr).toBe('');
-    expect(result.stdout.split('\n')[0]).toMatch(/^\/opt\/secai-fleet\/native\/(nft-set-elements|landlock-exec)\/[0-9a-f]{32}\/(nft-set-elements|landlock-exec)$/);
+    expect(result.stdout.split('\n')[0]).toMatch(/^\/opt\/secai-fleet\/native\/(nft-set-elements|nft-session|landlock-exec)\/[0-9a-f]{32}\/(nft-set-elements|nft-session|landlock-exec)$/);
   }
 });
 

@@ -23,6 +23,8 @@ import { lookUpUser } from '../tor/tor-user.js';
 import { AgentChannelClient } from '../channel/client.js';
 import { EgressEnforcer } from '../egress/egress-enforcer.js';
 import { egressMetrics } from '../egress/egress-metrics.js';
+import { withNftSession } from '../egress/nft-session.js';
+import type { NftTarget } from '../egress/nft-target.js';
 import { nativeHelperCacheDir, withSetElementReader } from '../egress/set-element-reader.js';
 import { runCommand } from '../exec.js';
 import { inferenceMetrics } from '../inference/inference-metrics.js';
@@ -82,6 +84,17 @@ function serveMetrics(listen: string, registry: Registry, log: Logger): Server {
   return server;
 }
 
+/**
+ * How the agent runs nftables: the set element reader for the read-back, and one libnftables
+ * session for every command. An `--nft` other than the default names a program to run for each
+ * command instead (no session).
+ */
+async function nftTarget(nftPath: string, log: Logger): Promise<NftTarget> {
+  const build = { exec: runCommand, cacheDir: nativeHelperCacheDir() };
+  const target = await withSetElementReader({ exec: runCommand, nftPath }, build, log);
+  return nftPath === 'nft' ? withNftSession(target, build, log) : target;
+}
+
 export async function runAgent(config: AgentConfig, log: Logger): Promise<() => Promise<void>> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -96,7 +109,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<() => 
 
   const duties: Duty[] = [
     new EgressEnforcer({
-      nft: await withSetElementReader({ exec: runCommand, nftPath: config.nftPath }, { exec: runCommand, cacheDir: nativeHelperCacheDir() }, log),
+      nft: await nftTarget(config.nftPath, log),
       inboundTcpPorts: config.inboundPorts,
       fixedAllow: config.alwaysAllow.map(parseAlwaysAllow),
       allowForeignHooks: config.allowForeignHooks,

@@ -1,6 +1,7 @@
 // Where and how `nft` runs: the binary, and optionally a network namespace to run it in (tests and
 // the lab run `ip netns exec <ns> nft ...`; a node agent runs in its own namespace and needs none).
 import { type Exec, runChecked } from '../exec.js';
+import { type NftSession, sessionRequest } from './nft-session.js';
 
 export interface NftTarget {
   exec: Exec;
@@ -15,6 +16,11 @@ export interface NftTarget {
    * them itself, which nft 1.0.6 does at ~1 s per 100,000 elements.
    */
   setElementReader?: string;
+  /**
+   * A long-lived libnftables session (nft-session.ts) in the same network namespace: nft commands
+   * go through it instead of a new `nft` process each. Commands it cannot express go to nft.
+   */
+  session?: NftSession;
   timeoutMs?: number;
 }
 
@@ -33,6 +39,8 @@ function invocationIn(target: NftTarget, program: string, args: readonly string[
 
 /** Runs nft and returns its standard output; throws CommandError unless it exits 0. */
 export function runNft(target: NftTarget, args: readonly string[], input?: string): Promise<string> {
+  const request = target.session && sessionRequest(args, input);
+  if (request) return target.session!.run(request.text, request.flags, target.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   return runInTarget(target, target.nftPath, args, input);
 }
 

@@ -184,7 +184,7 @@ describe('the agent DaemonSet', () => {
   let spec: PodSpec;
   let agent: Container;
   beforeAll(async () => {
-    docs = await helm.render({ values: { agent: { alwaysAllow: ['10.42.0.0/16:9443'], inboundPorts: [10250], vault: { header: '/var/lib/secai/vault.luks', mapper: 'secai-vault' }, tpmTcti: 'device:/dev/tpmrm0' } } });
+    docs = await helm.render({ values: { agent: { alwaysAllow: ['10.42.0.0/16:9443'], allowForeignHooks: ['ip/kube-proxy/filter-output'], inboundPorts: [10250], vault: { header: '/var/lib/secai/vault.luks', mapper: 'secai-vault' }, tpmTcti: 'device:/dev/tpmrm0' } } });
     spec = podSpec(find(docs, 'DaemonSet', 'secai-agent'));
     agent = spec.containers[0]!;
   });
@@ -236,6 +236,7 @@ describe('the agent DaemonSet', () => {
     expect(config.metricsListen).toBe('0.0.0.0:9464');
     expect(config.inboundPorts).toEqual([9464, 10250]);
     expect(config.alwaysAllow).toEqual(['10.42.0.0/16:9443']);
+    expect(config.allowForeignHooks).toEqual(['ip/kube-proxy/filter-output']);
   });
 
   it('is in the host network namespace and privileged by default, for its sandboxes and devices', () => {
@@ -404,6 +405,7 @@ describe('values.schema.json', () => {
     ['a token lifetime too short for the relay', { agent: { token: { expirationSeconds: 600 } } }, 'expirationSeconds'],
     ['a relay interval over five minutes', { agent: { host: { relayIntervalSeconds: 600 } } }, 'relayIntervalSeconds'],
     ['an always-allow entry that is not an address', { agent: { alwaysAllow: ['api.example.com:6443'] } }, 'alwaysAllow'],
+    ['a foreign hook without its family', { agent: { allowForeignHooks: ['kube-proxy/filter-output'] } }, 'allowForeignHooks'],
     ['a relative host path', { agent: { hostPaths: { state: 'var/lib/secai' } } }, 'state'],
     ['an image tag with a space', { image: { tag: 'v1 latest' } }, 'tag'],
     ['a digest that is not sha256', { image: { digest: 'md5:abc' } }, 'digest'],

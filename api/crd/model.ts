@@ -1,4 +1,4 @@
-import { conditions, count, labelSelector, objectKeyRef, observedGeneration, sha256 } from './common.js';
+import { conditions, count, DNS_SUBDOMAIN, labelSelector, objectKeyRef, observedGeneration, sha256 } from './common.js';
 import { conditionColumn, type ResourceDefinition } from './resource.js';
 import { array, boolean, enumeration, integer, number, object, optional, required, string } from './schema.js';
 
@@ -55,6 +55,13 @@ const source = object(
           ),
           digest: required(string('The manifest digest the node pulls (tags move; digests do not).', { maxLength: 71, minLength: 71, pattern: '^sha256:[0-9a-f]{64}$' })),
           tag: optional(string('The tag the digest was read from, for people; the node never resolves it.', { maxLength: 128, minLength: 1, pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]*$' })),
+          pullSecretRef: optional(
+            object(
+              'ModelOciPullSecretRef',
+              "A Secret of type kubernetes.io/dockerconfigjson in the operator's namespace (Models are cluster-scoped and the operator reads Secrets of its own namespace only) whose auths entry for the registry the operator puts into the plan of each node that pulls the Model, over the node's authenticated channel. The node sends it only over https (or to this exact registry when allowInsecureHTTP is set), never across a redirect to another origin, and never logs it.",
+              { name: required(string('The name of the Secret.', { maxLength: 253, minLength: 1, pattern: DNS_SUBDOMAIN })) },
+            ),
+          ),
         },
       ),
     ),

@@ -15,9 +15,15 @@ export const AUTHORIZATION_METADATA = 'authorization';
 /** The audience agent tokens are issued for and checked against. */
 export const TOKEN_AUDIENCE = 'secai-fleet-agent';
 
-/** SHA-256 (hex) of the canonical JSON of a plan with generation 0 and an empty digest. */
+/**
+ * SHA-256 (hex) of the canonical JSON of a plan with generation 0 and an empty digest, and registry
+ * credentials reduced to their revision: the digest is published in SecAINode status, and the rest
+ * of a plan follows from CRs anyone with read access sees, so a digest over a password would let
+ * them test guesses of it offline.
+ */
 export function planDigest(plan: NodePlan): string {
-  const content = NodePlan.toJSON({ ...plan, generation: 0, digest: '' });
+  const models = plan.models.map((m) => (m.oci?.credential ? { ...m, oci: { ...m.oci, credential: { username: '', password: '', identityToken: '', revision: m.oci.credential.revision } } } : m));
+  const content = NodePlan.toJSON({ ...plan, models, generation: 0, digest: '' });
   return createHash('sha256').update(canonicalJson(content)).digest('hex');
 }
 

@@ -1,6 +1,6 @@
 // The operator in-process against its own real control plane, with simulated agents on the intake:
 // SecAINode lifecycle and the not-compliant taint, coalesced reports, plan generations that survive
-// a restart, Model roll-ups with revocation and finalized deletion, VaultPolicy conflicts,
+// a restart, Model roll-ups with revocation and finalized deletion, OCI pull Secrets, VaultPolicy conflicts,
 // InferenceServices, EgressPolicy enforcement, Events, metrics and health.
 import { createHash } from 'node:crypto';
 import pino from 'pino';
@@ -289,6 +289,50 @@ describe('models', () => {
     for (const node of operator.plans.nodes()) expect(operator.plans.current(node)?.plan.models.map((x) => x.name)).not.toContain('elsewhere');
     await env.remove('models', 'elsewhere');
   }, 60_000);
+});
+
+describe('OCI pull Secrets', () => {
+  it("puts the pull Secret's credential for the Model's registry into the plan, says why when it cannot, and shows it nowhere", async () => {
+    const password = 'registry-password-for-tests';
+    const basic = Buffer.from(`robot:${password}`).toString('base64');
+    const digest = `sha256:${'3'.repeat(64)}`;
+    await env.createNode('o-1', { 'secai.io/node': 'true', pool: 'oci' });
+    const a = agent('o-1');
+    const apply = (secret: string) =>
+      env.apply('models', {
+        kind: 'Model',
+        metadata: { name: 'private' },
+        spec: { source: { oci: { registry: 'registry.example:5000', repository: 'models/m', digest, pullSecretRef: { name: secret } } }, format: 'gguf', sha256: '2'.repeat(64), placement: { nodeSelector: { matchLabels: { pool: 'oci' } } } },
+      });
+    const resolved = (reason: string) => eventually(async () => {
+      const m = await env.get('models', 'private');
+      return condition(m, 'Resolved')?.reason === reason ? m : undefined;
+    }, 20_000, `Resolved: ${reason}`);
+    const dockerConfig = (auths: Record<string, unknown>) => ({ '.dockerconfigjson': JSON.stringify({ auths }) });
+
+    // The Secret arrives after the Model: the Secret's event alone brings the Model into the plan.
+    await apply('pull');
+    await resolved('PullSecretNotFound');
+    expect(a.latest?.models.map((m) => m.name)).not.toContain('private');
+    await env.createSecret('pull', dockerConfig({ 'https://registry.example:5000/v2/': { auth: basic } }), OPERATOR_NAMESPACE, 'kubernetes.io/dockerconfigjson');
+    const entry = await eventually(() => a.latest?.models.find((m) => m.name === 'private'), 20_000, 'the model in the plan');
+    expect(entry.oci).toMatchObject({ registry: 'registry.example:5000', digest, credential: { username: 'robot', password, identityToken: '' } });
+    await resolved('Resolved');
+
+    await env.createSecret('opaque', dockerConfig({ 'registry.example:5000': { auth: basic } }));
+    await env.createSecret('broken', dockerConfig({ 'registry.example:5000': { auth: Buffer.from('no-colon').toString('base64') } }), OPERATOR_NAMESPACE, 'kubernetes.io/dockerconfigjson');
+    await env.createSecret('elsewhere', dockerConfig({ 'other.example': { auth: basic } }), OPERATOR_NAMESPACE, 'kubernetes.io/dockerconfigjson');
+    for (const [secret, reason] of [['opaque', 'PullSecretWrongType'], ['broken', 'PullSecretInvalid'], ['elsewhere', 'PullSecretNoEntry']] as const) {
+      await apply(secret);
+      const m = await resolved(reason);
+      expect(condition(m, 'Ready')?.status).toBe('False');
+      await eventually(() => a.latest !== undefined && !a.latest.models.some((x) => x.name === 'private'), 20_000, `the model out of the plan (${reason})`);
+    }
+    expect(await env.eventReasons('private', ['PullSecretNotFound', 'PullSecretWrongType', 'PullSecretInvalid', 'PullSecretNoEntry'])).toEqual(expect.arrayContaining(['PullSecretNotFound', 'PullSecretWrongType', 'PullSecretInvalid', 'PullSecretNoEntry']));
+    const shown = JSON.stringify([await env.get('models', 'private'), await env.events('private'), await secaiNode('o-1')]);
+    for (const value of [password, basic]) expect(shown).not.toContain(value);
+    await env.remove('models', 'private');
+  }, 90_000);
 });
 
 describe('policies and services', () => {

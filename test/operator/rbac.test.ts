@@ -13,6 +13,7 @@ import { OperatorProcess } from './support/operator-process.js';
 import { eventually } from './support/wait.js';
 
 const run = promisify(execFile);
+const PULL_PASSWORD = 'rbac-pull-password';
 let env: FleetEnv;
 let operator: OperatorProcess | undefined;
 let asOperator: KubeClient;
@@ -77,6 +78,13 @@ it('does its whole job with only the granted verbs', async () => {
       signature: { bundle: { configMapKeyRef: { namespace: OPERATOR_NAMESPACE, name: 'sigs', key: 'bundle.json' } }, publicKey: { pem: '-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----' } },
     },
   });
+  // A pull Secret: the operator reads it with the same namespace-scoped list and watch.
+  await env.createSecret('rbac-pull', { '.dockerconfigjson': JSON.stringify({ auths: { 'registry.example': { username: 'robot', password: PULL_PASSWORD } } }) }, OPERATOR_NAMESPACE, 'kubernetes.io/dockerconfigjson');
+  await env.apply('models', {
+    kind: 'Model',
+    metadata: { name: 'rbac-oci' },
+    spec: { source: { oci: { registry: 'registry.example', repository: 'models/r', digest: `sha256:${'4'.repeat(64)}`, pullSecretRef: { name: 'rbac-pull' } } }, format: 'gguf', sha256: '4'.repeat(64), placement: {} },
+  });
   await env.apply('vaultpolicies', { kind: 'VaultPolicy', metadata: { name: 'rbac-vault' }, spec: { luks: {} } });
   await env.apply('inferenceservices', { kind: 'InferenceService', metadata: { name: 'rbac-svc' }, spec: { modelRef: { name: 'rbac-model' }, listen: { authTokenSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'svc-token', key: 'token' } } } });
   await env.apply('egresspolicies', { kind: 'EgressPolicy', metadata: { name: 'rbac-egress' }, spec: { allow: [{ ip: '192.0.2.1' }], rollout: { progressDeadlineSeconds: 5 } } });
@@ -89,6 +97,11 @@ it('does its whole job with only the granted verbs', async () => {
     return m?.status?.phase && m.metadata.finalizers?.length ? m : undefined;
   }, 30_000, 'the Model status and finalizer');
   expect(condition(model, 'Resolved')?.status).toBe('True');
+  const oci = await eventually(async () => {
+    const m = await env.get('models', 'rbac-oci');
+    return condition(m, 'Resolved') ? m : undefined;
+  }, 30_000, 'the OCI Model resolved');
+  expect(condition(oci, 'Resolved')).toMatchObject({ status: 'True', reason: 'Resolved' });
   await eventually(async () => condition(await env.get('vaultpolicies', 'rbac-vault'), 'Ready'), 30_000, 'the VaultPolicy status');
   const svc = await eventually(async () => condition(await env.get('inferenceservices', 'rbac-svc'), 'AuthTokenResolved'), 30_000, 'the service status');
   expect(svc.status).toBe('True');
@@ -102,8 +115,10 @@ it('does its whole job with only the granted verbs', async () => {
 
   // Deletions: the Model's finalizer comes off, the rollout record goes with its policy, and the
   // SecAINode and the taint go when the Node leaves the fleet.
-  await env.remove('models', 'rbac-model');
-  await eventually(async () => (await env.get('models', 'rbac-model')) === undefined, 30_000, 'the Model deletion to complete');
+  for (const name of ['rbac-model', 'rbac-oci']) {
+    await env.remove('models', name);
+    await eventually(async () => (await env.get('models', name)) === undefined, 30_000, `the Model ${name} deletion to complete`);
+  }
   await env.remove('egresspolicies', 'rbac-egress');
   await eventually(async () => (await env.admin.raw({ method: 'GET', path: `/api/v1/namespaces/${OPERATOR_NAMESPACE}/configmaps/egress-rollout.rbac-egress` })).status === 404, 30_000, 'the record to go');
   await env.labelNode('rbac-node', { 'secai.io/node': null });
@@ -112,6 +127,7 @@ it('does its whole job with only the granted verbs', async () => {
 
   const log = operator!.logs();
   expect(log).not.toMatch(/"status":403|Forbidden|forbidden/);
+  expect(log).not.toContain(PULL_PASSWORD);
   expect(log).toContain('"msg":"became leader"');
   // The agent channel came up with the same least privilege (TLS Secret, CA ConfigMap, the
   // channel Service's EndpointSlice pointing at this leader).

@@ -129,7 +129,16 @@ describe('parses the command line', () => {
     });
     expect(parseCommandLine(['m.gguf', '--sha256', hex, '--model-signature', 's', '--key', 'k'])).toMatchObject({ signature: { bundle: 's', key: 'k', modelSigning: {} } });
   });
+  it('an OCI source with a registry config', () => {
+    expect(parseCommandLine([`oci://registry.example:5000/models/m@sha256:${hex}`, '--sha256', hex, '--registry-config', 'config.json'])).toEqual({
+      source: { kind: 'oci', oci: { registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${hex}`, plainHttp: false } },
+      sha256: hex,
+      registryConfig: 'config.json',
+      json: false,
+    });
+  });
   it.each([
+    ['a registry config for a source that is not OCI', ['https://h/m', '--sha256', hex, '--registry-config', 'c.json']],
     ['both a bundle and a model signature', ['a', '--sha256', hex, '--bundle', 'b', '--model-signature', 's', '--key', 'k']],
     ['a certificate chain for a cosign bundle', ['a', '--sha256', hex, '--bundle', 'b', '--certificate-chain', 'c']],
     ['a model file without a model signature', ['a', '--sha256', hex, '--bundle', 'b', '--key', 'k', '--model-file', 'm']],

@@ -5,7 +5,7 @@
 //   secai-quarantine <file|url|oci://registry/repository@sha256:manifest> --sha256 HEX [--size N]
 //       [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)]
 //       [--model-signature F [--model-file NAME] (--key PEM | --certificate-chain F | --identity RE --issuer URL --trusted-root F)]
-//       [--allow-insecure-http] [--json]
+//       [--registry-config CONFIG.JSON] [--allow-insecure-http] [--json]
 //
 // Exit status: 0 trusted, 1 rejected, 2 usage error.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -13,7 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runCommand } from '../exec.js';
+import { credentialFor, parseDockerConfigJson } from '../../../api/docker-config.js';
 import { parseOciReference } from './oci-source.js';
+import type { RegistryCredential } from './registry-auth.js';
 import { verifyArtifact, type ArtifactSource, type SignatureInput } from './pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY } from './policy.js';
 import { createScannerSandbox } from './scanner-sandbox.js';
@@ -25,7 +27,7 @@ export const USAGE = `usage: secai-quarantine <file|url|oci://REGISTRY/REPO@sha2
          [--bundle F (--key PEM | --identity RE --issuer URL --trusted-root F)]
          [--model-signature F [--model-file NAME]
             (--key PEM | --certificate-chain F | --identity RE --issuer URL --trusted-root F)]
-         [--allow-insecure-http] [--json]
+         [--registry-config CONFIG.JSON] [--allow-insecure-http] [--json]
        secai-quarantine --help
 exit status: 0 trusted, 1 rejected, 2 usage error`;
 
@@ -35,6 +37,8 @@ export interface CliRequest {
   sizeBytes?: number;
   /** A cosign bundle (`--bundle`) or an OpenSSF model signature (`--model-signature`). */
   signature?: { bundle: string; modelSigning?: { file?: string }; key?: string; certificateChain?: string; identity?: string; issuer?: string; trustedRoot?: string };
+  /** A docker config.json whose auths entry for the OCI registry is the pull's credential. */
+  registryConfig?: string;
   json: boolean;
 }
 
@@ -59,6 +63,7 @@ export function parseCommandLine(argv: readonly string[]): CliRequest | 'help' {
         identity: { type: 'string' },
         issuer: { type: 'string' },
         'trusted-root': { type: 'string' },
+        'registry-config': { type: 'string' },
         'allow-insecure-http': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -107,7 +112,9 @@ export function parseCommandLine(argv: readonly string[]): CliRequest | 'help' {
     if (!oci) throw new UsageError('an OCI source is oci://REGISTRY/REPOSITORY@sha256:DIGEST (the manifest digest)');
     source = { kind: 'oci', oci };
   } else source = isUrl ? { kind: 'url', url: target, allowInsecureHttp: values['allow-insecure-http'] } : { kind: 'file', path: target };
+  if (values['registry-config'] !== undefined && source.kind !== 'oci') throw new UsageError('--registry-config needs an oci:// source');
   const request: CliRequest = { source, sha256, json: values.json };
+  if (values['registry-config'] !== undefined) request.registryConfig = values['registry-config'];
   if (sizeBytes !== undefined) request.sizeBytes = sizeBytes;
   if (signature) request.signature = signature;
   return request;
@@ -124,13 +131,24 @@ async function signatureInput(signature: NonNullable<CliRequest['signature']>): 
   return { bundleJson, policy };
 }
 
+/** The auths entry of a docker config.json for `registry`; an unreadable file or no entry is a usage error. */
+async function registryCredential(path: string, registry: string): Promise<RegistryCredential> {
+  const parsed = parseDockerConfigJson(await readFile(path));
+  if (!parsed.ok) throw new UsageError(`${path}: ${parsed.message}`);
+  const credential = credentialFor(parsed.auths, registry);
+  if (!credential) throw new UsageError(`${path} has no auths entry for ${registry} (credential helpers and credsStore are not read)`);
+  return credential;
+}
+
 /** Runs the check; the verdict's Promotion stage is always "not requested". */
 export async function checkArtifact(request: CliRequest): Promise<Verdict> {
+  let source = request.source;
+  if (request.registryConfig !== undefined && source.kind === 'oci') source = { kind: 'oci', oci: { ...source.oci, credential: await registryCredential(request.registryConfig, source.oci.registry) } };
   const stagingDir = await mkdtemp(join(tmpdir(), 'secai-quarantine-'));
   try {
     const policy = DEFAULT_QUARANTINE_POLICY;
     const sandbox = createScannerSandbox({ exec: runCommand, policy: policy.scanner });
-    const input = { source: request.source, pin: { sha256: request.sha256, sizeBytes: request.sizeBytes ?? 0 }, policy };
+    const input = { source, pin: { sha256: request.sha256, sizeBytes: request.sizeBytes ?? 0 }, policy };
     const verified = await verifyArtifact(request.signature ? { ...input, signature: await signatureInput(request.signature) } : input, { sandbox, stagingDir });
     const results = [...verified.results, notRequested(Stage.Promotion, 'check only: nothing is promoted')];
     return composeVerdict(results, verified.facts ? { sha256: verified.facts.sha256, sizeBytes: verified.facts.sizeBytes } : {});
@@ -164,7 +182,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
   try {
     verdict = await checkArtifact(request);
   } catch (e) {
-    // Unreadable signature material is the user's input error, not the artifact's verdict.
+    // Unreadable signature material or registry config is the user's input error, not the artifact's verdict.
     err.write(`secai-quarantine: ${(e as Error).message}\n`);
     return 2;
   }

@@ -33,6 +33,20 @@ export interface FetchOptions extends FetchPolicy {
    * it wrote. A FetchFailure-like rejection ({ reason, message }) is the stage's reason.
    */
   unpack?: (body: Readable, out: Writable) => Promise<number>;
+  /** Registry authentication (registry-auth.ts): asked for each hop's Authorization header and told of a 401. */
+  authorizer?: RequestAuthorizer;
+}
+
+/** Answers an OCI registry's challenges for the requests of one pull. */
+export interface RequestAuthorizer {
+  /** The Authorization header for `url`, or undefined: never for an origin other than the registry's. */
+  authorization(url: URL): string | undefined;
+  /**
+   * A 401 from `url`: gets what its WWW-Authenticate asks for (a token) so that one retry may
+   * succeed, or rejects with the refusal ({ reason, message }). `retried`: this fetch was already
+   * challenged once and answered.
+   */
+  challenge(url: URL, wwwAuthenticate: string | undefined, retried: boolean, signal: AbortSignal): Promise<void>;
 }
 
 export type SourceCheck = { ok: true; url: URL } | { ok: false; reason: ReasonCode; message: string };
@@ -56,7 +70,7 @@ export function checkSourceUrl(raw: string, allowInsecureHttp: boolean): SourceC
   return { ok: true, url };
 }
 
-function sameOrigin(a: URL, b: URL): boolean {
+export function sameOrigin(a: URL, b: URL): boolean {
   return a.protocol === b.protocol && a.hostname === b.hostname && a.port === b.port;
 }
 
@@ -69,7 +83,7 @@ function isRefusal(e: unknown): e is { reason: ReasonCode; message: string } {
   return typeof e === 'object' && e !== null && typeof (e as { reason?: unknown }).reason === 'string' && typeof (e as { message?: unknown }).message === 'string';
 }
 
-class FetchFailure extends Error {
+export class FetchFailure extends Error {
   constructor(
     readonly reason: ReasonCode,
     message: string,
@@ -78,10 +92,17 @@ class FetchFailure extends Error {
   }
 }
 
-function request(url: URL, options: FetchOptions, signal: AbortSignal, onIdle: () => void): Promise<IncomingMessage> {
+interface RequestInit {
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+function request(url: URL, options: FetchOptions, signal: AbortSignal, onIdle: () => void, init: RequestInit = {}): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : http;
-    const req = client.get(url, { signal, timeout: options.idleTimeoutMs, headers: { 'user-agent': 'secai-quarantine', accept: options.accept ?? '*/*' }, ...(options.ca ? { ca: options.ca } : {}) }, resolve);
+    const headers = { 'user-agent': 'secai-quarantine', accept: options.accept ?? '*/*', ...init.headers };
+    const req = client.request(url, { method: init.method ?? 'GET', signal, timeout: options.idleTimeoutMs, headers, ...(options.ca ? { ca: options.ca } : {}) }, resolve);
     // The socket's idle timer keeps running while the body streams; the error the destroyed
     // response then raises does not say why, so the caller is told first.
     req.on('timeout', () => {
@@ -89,19 +110,50 @@ function request(url: URL, options: FetchOptions, signal: AbortSignal, onIdle: (
       req.destroy(new FetchFailure(Reason.FetchTimedOut, `no data from ${url.host} for ${options.idleTimeoutMs} ms`));
     });
     req.on('error', reject);
+    req.end(init.body);
   });
 }
 
-/** Follows redirects under the policy; returns the final 200 response. */
+/**
+ * One request without redirects (a registry's token realm), its body read into memory up to
+ * `maxBytes`; the caller checks the URL and the destination first.
+ */
+export async function requestSmall(url: URL, options: FetchOptions, signal: AbortSignal, init: RequestInit, maxBytes: number): Promise<{ status: number; body: Buffer }> {
+  const response = await request(url, options, signal, () => undefined, init);
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of response) {
+    bytes += (chunk as Buffer).length;
+    if (bytes > maxBytes) {
+      response.destroy();
+      throw new FetchFailure(Reason.TooLarge, `${url.host} answered more than ${maxBytes} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return { status: response.statusCode ?? 0, body: Buffer.concat(chunks) };
+}
+
+/** Follows redirects under the policy, answering one registry challenge; returns the final 200 response. */
 async function openResponse(start: URL, options: FetchOptions, signal: AbortSignal, onIdle: () => void): Promise<IncomingMessage> {
   let url = start;
-  for (let hop = 0; ; hop++) {
+  let redirects = 0;
+  let challenged = false;
+  for (;;) {
     if (options.allowDestination && !options.allowDestination(url)) throw new FetchFailure(Reason.HostNotAllowed, `the egress policy does not allow ${url.host}`);
-    const response = await request(url, options, signal, onIdle);
+    // Asked again at every hop: a redirect to another origin (blob storage) gets no credential.
+    const authorization = options.authorizer?.authorization(url);
+    const response = await request(url, options, signal, onIdle, authorization ? { headers: { authorization } } : {});
     const status = response.statusCode ?? 0;
+    if (status === 401 && options.authorizer) {
+      response.resume();
+      await options.authorizer.challenge(url, response.headers['www-authenticate'], challenged, signal);
+      if (challenged) throw new FetchFailure(Reason.HttpStatus, `${url.host} answered HTTP 401 twice`);
+      challenged = true;
+      continue;
+    }
     if (status >= 300 && status < 400 && response.headers.location) {
       response.resume();
-      if (hop >= options.maxRedirects) throw new FetchFailure(Reason.TooManyRedirects, `more than ${options.maxRedirects} redirects`);
+      if (redirects++ >= options.maxRedirects) throw new FetchFailure(Reason.TooManyRedirects, `more than ${options.maxRedirects} redirects`);
       let next: URL;
       try {
         next = new URL(response.headers.location, url);

@@ -12,6 +12,7 @@ import { readFile, unlink } from 'node:fs/promises';
 import { fetchToStaging, type FetchedFile, type FetchOptions } from './fetch.js';
 import { ArchiveRefusal, IMAGE_CONFIG_TYPES, MODELCAR_LAYER_TYPES, unpackModelcarLayer } from './modelcar.js';
 import { verifyOciCosignSignature } from './oci-signature.js';
+import { RegistryAuthorizer, type RegistryCredential } from './registry-auth.js';
 import { failed, passed, Reason, Stage, type ReasonCode, type StageResult } from './verdict.js';
 
 export interface OciModelSource {
@@ -24,6 +25,8 @@ export interface OciModelSource {
   plainHttp: boolean;
   /** Set when the Model requires a cosign signature of the manifest (oci-signature.ts), checked before the blob is pulled. */
   cosignPublicKeyPem?: string;
+  /** From the Model's pull Secret (or `--registry-config`): answers the registry's challenges (registry-auth.ts). */
+  credential?: RegistryCredential;
 }
 
 export const OCI_LIMITS = {
@@ -112,8 +115,11 @@ function fail(reason: ReasonCode, message: string): { stage: StageResult } {
 /** Pulls the GGUF of `source` into `stagingDir`; the Fetch stage says how it went. */
 export async function pullOciModel(source: OciModelSource, pinSha256: string, stagingDir: string, options: FetchOptions, limits = OCI_LIMITS): Promise<{ stage: StageResult; file?: FetchedFile }> {
   if (!REGISTRY.test(source.registry) || !REPOSITORY.test(source.repository) || !DIGEST.test(source.digest)) return fail(Reason.SourceInvalid, 'an OCI source needs a registry host, a repository and a sha256 manifest digest');
-  const base = `${source.plainHttp ? 'http' : 'https'}://${source.registry}/v2/${source.repository}`;
-  const fetchOptions = { ...options, allowInsecureHttp: source.plainHttp };
+  const origin = `${source.plainHttp ? 'http' : 'https'}://${source.registry}`;
+  const base = `${origin}/v2/${source.repository}`;
+  const fetchOptions: FetchOptions = { ...options, allowInsecureHttp: source.plainHttp };
+  // One authorizer for every request of the pull: a token the manifest earned serves the blobs.
+  fetchOptions.authorizer = new RegistryAuthorizer(new URL(origin), source.credential, fetchOptions);
   const got = await fetchToStaging(`${base}/manifests/${source.digest}`, stagingDir, { ...fetchOptions, maxBytes: limits.manifestBytes, accept: MANIFEST_TYPES.join(', '), expectSha256: source.digest.slice(7) });
   if (!got.file) {
     if (got.stage.reason === Reason.TooLarge) return fail(Reason.ManifestTooLarge, `the manifest: ${got.stage.message}`);

@@ -202,7 +202,9 @@ export interface QuarantineResult {
 function planSource(plan: ModelPlan): ArtifactSource {
   if (plan.oci) {
     const cosign = plan.signature?.ociCosign ? { cosignPublicKeyPem: plan.signature.publicKeyPem } : {};
-    return { kind: 'oci', oci: { registry: plan.oci.registry, repository: plan.oci.repository, digest: plan.oci.digest, plainHttp: plan.allowInsecureHttp, ...cosign } };
+    const c = plan.oci.credential;
+    const credential = c ? { credential: { username: c.username, password: c.password, identityToken: c.identityToken } } : {};
+    return { kind: 'oci', oci: { registry: plan.oci.registry, repository: plan.oci.repository, digest: plan.oci.digest, plainHttp: plan.allowInsecureHttp, ...cosign, ...credential } };
   }
   const { url, allowInsecureHttp } = plan;
   return url.startsWith('file://') ? { kind: 'import', path: fileURLToPath(url) } : { kind: 'url', url, allowInsecureHttp };

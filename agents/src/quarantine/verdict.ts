@@ -71,6 +71,10 @@ export const Reason = {
   ArchiveTooManyEntries: 'ArchiveTooManyEntries',
   ArchivePathEscape: 'ArchivePathEscape',
   ArchiveLinkRefused: 'ArchiveLinkRefused',
+  /** OCI sources: the registry (or its token realm) answers 401 and the pull has no credential. */
+  RegistryAuthRequired: 'RegistryAuthRequired',
+  /** OCI sources: the registry or its token realm refused the credential of the pull Secret. */
+  RegistryAuthFailed: 'RegistryAuthFailed',
 
   // Sandbox
   SandboxUnavailable: 'SandboxUnavailable',

@@ -1,6 +1,8 @@
 // The informers every controller reads from: fleet Nodes (filtered by the fleet selector on the
 // server), the five secai.io kinds, and ConfigMaps and Secrets of the operator's own namespace.
-// Secrets enter the cache only as SHA-256 digests of their values: the operator never holds a token.
+// Secrets enter the cache as SHA-256 digests of their values: the operator never holds a token. The
+// one exception is pull Secrets (type kubernetes.io/dockerconfigjson), whose registry credentials a
+// node needs to pull a Model and so are kept, parsed (pull-secret.ts).
 import { createHash } from 'node:crypto';
 import type { V1ConfigMap, V1Node, V1ObjectMeta } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -8,19 +10,23 @@ import { resourcePath } from '../../../api/crd/paths.js';
 import type { EgressPolicy, InferenceService, Model, SecAINode, VaultPolicy } from '../../../api/gen/crd-types.js';
 import { Informer, type InformerOptions, type KubeObject } from '../runtime/informer.js';
 import type { KubeClient } from '../runtime/kube-client.js';
+import { DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE, parseDockerConfigJson, type PullSecretAuths } from '../../../api/docker-config.js';
 
 export type Node = V1Node & KubeObject & { metadata: V1ObjectMeta };
 export type ConfigMap = V1ConfigMap & KubeObject & { metadata: V1ObjectMeta };
 
 /** A Secret as cached: each key's value replaced by the SHA-256 (hex) of the value with surrounding whitespace trimmed. */
 export interface SecretDigests extends KubeObject {
+  type?: string;
   digests: Record<string, string>;
+  /** Pull Secrets only: their registry credentials, or why they cannot be read. */
+  pullSecret?: PullSecretAuths;
 }
 
 /** The largest Secret value digested; longer values are not tokens and are left out. */
 const MAX_SECRET_VALUE_BYTES = 64 * 1024;
 
-export function secretToDigests(secret: KubeObject & { data?: Record<string, string> }): SecretDigests {
+export function secretToDigests(secret: KubeObject & { type?: string; data?: Record<string, string> }): SecretDigests {
   const digests: Record<string, string> = {};
   for (const [key, value] of Object.entries(secret.data ?? {})) {
     const bytes = Buffer.from(value, 'base64');
@@ -30,7 +36,13 @@ export function secretToDigests(secret: KubeObject & { data?: Record<string, str
     digests[key] = createHash('sha256').update(bytes.toString('utf8').trim()).digest('hex');
   }
   const { name, namespace, uid, resourceVersion } = secret.metadata;
-  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace, uid, resourceVersion }, digests };
+  const view: SecretDigests = { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace, uid, resourceVersion }, digests };
+  if (secret.type !== undefined) view.type = secret.type;
+  if (secret.type === DOCKER_CONFIG_JSON_TYPE) {
+    const config = secret.data?.[DOCKER_CONFIG_JSON_KEY];
+    view.pullSecret = config === undefined ? { ok: false, message: `the Secret has no ${DOCKER_CONFIG_JSON_KEY} key` } : parseDockerConfigJson(Buffer.from(config, 'base64'));
+  }
+  return view;
 }
 
 /**
@@ -84,7 +96,7 @@ export class FleetCaches {
     this.inferenceServices = make<InferenceService>(resourcePath('inferenceservices'));
     this.configMaps = make<ConfigMap>(`/api/v1/namespaces/${ns}/configmaps`);
     this.secrets = make<SecretDigests>(`/api/v1/namespaces/${ns}/secrets`, {
-      transform: (s) => secretToDigests(s as unknown as KubeObject & { data?: Record<string, string> }),
+      transform: (s) => secretToDigests(s as unknown as KubeObject & { type?: string; data?: Record<string, string> }),
     });
   }
 

@@ -1,7 +1,8 @@
-// Model entries of a node plan: the pin, the source and the signature material the node verifies
-// offline, with ConfigMap references resolved into bytes.
+// Model entries of a node plan: the pin, the source (with the registry credential of an OCI pull
+// Secret) and the signature material the node verifies offline, with ConfigMap references resolved
+// into bytes.
 import type { Model } from '../../../api/gen/crd-types.js';
-import type { ModelPlan, QuarantineOverrides, Signature } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
+import type { ModelPlan, OciSource, QuarantineOverrides, Signature } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { ReferenceResolver, Resolution } from './references.js';
 
 /** The CRD default and ceiling of quarantine.smokeTest.maxScore. */
@@ -58,17 +59,26 @@ function quarantineOf(model: Model): QuarantineOverrides | undefined {
   };
 }
 
-/** The plan entry of a model, or why it cannot be built (an unresolvable signature reference). */
+/** The plan entry of a model, or why it cannot be built (an unresolvable signature reference or pull Secret). */
 export function modelPlanOf(model: Model, resolver: ReferenceResolver): Resolution<ModelPlan> {
   const signature = signatureOf(model, resolver);
   if (!signature.ok) return signature;
   const { source } = model.spec;
+  let oci: OciSource | undefined;
+  if (source.oci) {
+    oci = { registry: source.oci.registry, repository: source.oci.repository, digest: source.oci.digest };
+    if (source.oci.pullSecretRef) {
+      const credential = resolver.registryCredential(source.oci.pullSecretRef.name, source.oci.registry);
+      if (!credential.ok) return credential;
+      oci.credential = credential.value;
+    }
+  }
   return {
     ok: true,
     value: {
       name: model.metadata.name ?? '',
       url: source.url ?? '',
-      oci: source.oci ? { registry: source.oci.registry, repository: source.oci.repository, digest: source.oci.digest } : undefined,
+      oci,
       revision: source.revision ?? '',
       format: model.spec.format,
       sha256: model.spec.sha256,

@@ -20,6 +20,7 @@ import { assignServices } from './services.js';
 const sha = (c: string) => c.repeat(64);
 const TOKEN = 's3cret-token-value';
 const TOKEN_SHA = createHash('sha256').update(TOKEN).digest('hex');
+const PULL_CREDENTIAL = { username: 'robot', password: 'pull-password-value', identityToken: '', revision: 'uid-1/41' };
 
 const resolver: ReferenceResolver = {
   configMapKey(ref) {
@@ -31,6 +32,10 @@ const resolver: ReferenceResolver = {
   secretKeySha256(ref) {
     if (ref.name === 'token') return { ok: true, value: TOKEN_SHA };
     return { ok: false, reason: 'SecretNotFound', message: `Secret ${ref.namespace}/${ref.name} not found` };
+  },
+  registryCredential(name, registry) {
+    if (name === 'pull' && registry === 'registry.example:5000') return { ok: true, value: { ...PULL_CREDENTIAL } };
+    return { ok: false, reason: 'PullSecretNoEntry', message: `the pull Secret secai-system/${name} has no auths entry for ${registry}` };
   },
 };
 
@@ -245,6 +250,30 @@ describe('models', () => {
     const oci = { registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${sha('c')}`, tag: 'v1' };
     const { plan: p } = plan({ models: [model('m1', { placement: {}, source: { oci, allowInsecureHTTP: true } })] });
     expect(p.models[0]).toMatchObject({ url: '', allowInsecureHttp: true, oci: { registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${sha('c')}` } });
+  });
+
+  describe('an OCI pull Secret', () => {
+    const oci = (pullSecret: string) => ({ registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${sha('c')}`, pullSecretRef: { name: pullSecret } });
+
+    it('puts the credential for the registry into the plan of the node that pulls', () => {
+      const { plan: p } = plan({ models: [model('m1', { placement: {}, source: { oci: oci('pull') } })] });
+      expect(p.models[0]?.oci).toEqual({ registry: 'registry.example:5000', repository: 'models/m', digest: `sha256:${sha('c')}`, credential: PULL_CREDENTIAL });
+    });
+
+    it('leaves the model out when the Secret has no credential for it, with the resolver\'s reason', () => {
+      const result = plan({ models: [model('m1', { placement: {}, source: { oci: oci('other') } })] });
+      expect(result.plan.models).toEqual([]);
+      expect(result.unresolvedModels).toEqual([{ name: 'm1', reason: 'PullSecretNoEntry', message: expect.stringContaining('registry.example:5000') }]);
+    });
+
+    it('keeps the password out of the published digest: only the revision moves it', () => {
+      const { plan: p } = plan({ models: [model('m1', { placement: {}, source: { oci: oci('pull') } })] });
+      const withCredential = (credential: typeof PULL_CREDENTIAL) => ({ ...p, models: p.models.map((m) => ({ ...m, oci: { ...m.oci!, credential } })) });
+      expect(planDigest(withCredential({ ...PULL_CREDENTIAL, password: 'another-guess' }))).toBe(p.digest);
+      expect(planDigest(withCredential({ ...PULL_CREDENTIAL, username: 'someone', identityToken: 'tok' }))).toBe(p.digest);
+      expect(planDigest(withCredential({ ...PULL_CREDENTIAL, revision: 'uid-1/42' }))).not.toBe(p.digest);
+      expect(p.digest).toBe(planDigest(p));
+    });
   });
 
   it('passes an OpenSSF model signature with its file and resolved certificate chain', () => {

@@ -58,7 +58,7 @@ export interface NodePlanResult {
   shadowedVaultPolicies: string[];
   /** Services chosen for this node but not in its plan, with why. */
   excludedServices: Exclusion[];
-  /** Models this node should hold whose signature references do not resolve (left out: fail closed). */
+  /** Models this node should hold whose signature references or pull Secret do not resolve (left out: fail closed). */
   unresolvedModels: Exclusion[];
 }
 
@@ -121,7 +121,7 @@ export function computeNodePlan(inputs: NodePlanInputs): NodePlanResult {
       continue;
     }
     if (unresolvedNames.has(modelName)) {
-      exclude(ServiceExclusion.ModelUnresolved, `the signature material of Model ${modelName} cannot be resolved`);
+      exclude(ServiceExclusion.ModelUnresolved, `the signature material or pull Secret of Model ${modelName} cannot be resolved`);
       continue;
     }
     if (!node.trustedDigests.has(model.spec.sha256)) {

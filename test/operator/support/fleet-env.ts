@@ -112,8 +112,8 @@ export class FleetEnv {
     }
   }
 
-  async createSecret(name: string, data: Record<string, string>, namespace = OPERATOR_NAMESPACE): Promise<void> {
-    await this.admin.request({ method: 'POST', path: `/api/v1/namespaces/${namespace}/secrets`, body: { metadata: { name }, stringData: data } });
+  async createSecret(name: string, data: Record<string, string>, namespace = OPERATOR_NAMESPACE, type?: string): Promise<void> {
+    await this.admin.request({ method: 'POST', path: `/api/v1/namespaces/${namespace}/secrets`, body: { metadata: { name }, stringData: data, ...(type ? { type } : {}) } });
   }
 
   async createConfigMap(name: string, data: Record<string, string>, namespace = OPERATOR_NAMESPACE): Promise<void> {

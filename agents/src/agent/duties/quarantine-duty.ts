@@ -92,7 +92,9 @@ export class QuarantineDuty implements Duty, TrustedModels {
   }
 
   private entryKey(model: ModelPlan): string {
-    return JSON.stringify([model.sha256, model.url, model.oci, model.revision, model.allowInsecureHttp, policyDigest(applyOverrides(this.opts.nodePolicy, model.quarantine)), model.signature]);
+    // A credential enters the key by its revision only: the key is a string held for the agent's life.
+    const oci = model.oci && { ...model.oci, credential: model.oci.credential?.revision };
+    return JSON.stringify([model.sha256, model.url, oci, model.revision, model.allowInsecureHttp, policyDigest(applyOverrides(this.opts.nodePolicy, model.quarantine)), model.signature]);
   }
 
   watch(ctx: DutyContext): void {

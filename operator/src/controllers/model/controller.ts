@@ -1,5 +1,5 @@
 // Wiring of the Model controller: a Model is reconsidered when it changes, when any node reports,
-// and when any node's plan changes.
+// when a ConfigMap or Secret it may refer to changes, and when any node's plan changes.
 import type { ModelControllerContext } from './context.js';
 import { Controller } from '../../runtime/controller.js';
 import { reconcileModel } from './reconcile.js';
@@ -18,6 +18,7 @@ export function createModelController(ctx: ModelControllerContext): Controller {
   controller.watch(ctx.caches.models, (m) => [m.metadata.name ?? '']);
   controller.watch(ctx.caches.secaiNodes, everyModel);
   controller.watch(ctx.caches.configMaps, everyModel);
+  controller.watch(ctx.caches.secrets, everyModel);
   ctx.plans.onPublish(() => {
     for (const key of everyModel()) controller.enqueue(key);
   });

@@ -700,6 +700,22 @@ export interface OciSource {
   repository: string;
   /** sha256:<64 hex> of the manifest. */
   digest: string;
+  /** From the Model's pull Secret; absent: anonymous pulls. */
+  credential?: RegistryCredential | undefined;
+}
+
+/**
+ * The Secret's auths entry for the registry. The plan digest (published in SecAINode status) covers
+ * only `revision`, never the secret fields, so that the digest cannot be used to guess a password.
+ */
+export interface RegistryCredential {
+  /** With password: HTTP Basic, and the Basic credentials of a token request. */
+  username: string;
+  password: string;
+  /** An OAuth2 refresh token (docker config identitytoken), exchanged at the token realm. */
+  identityToken: string;
+  /** Changes whenever the credential may have: the Secret's uid and resourceVersion. */
+  revision: string;
 }
 
 export interface Signature {
@@ -3343,7 +3359,7 @@ export const ModelPlan: MessageFns<ModelPlan> = {
 };
 
 function createBaseOciSource(): OciSource {
-  return { registry: "", repository: "", digest: "" };
+  return { registry: "", repository: "", digest: "", credential: undefined };
 }
 
 export const OciSource: MessageFns<OciSource> = {
@@ -3356,6 +3372,9 @@ export const OciSource: MessageFns<OciSource> = {
     }
     if (message.digest !== "") {
       writer.uint32(26).string(message.digest);
+    }
+    if (message.credential !== undefined) {
+      RegistryCredential.encode(message.credential, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3397,6 +3416,14 @@ export const OciSource: MessageFns<OciSource> = {
             message.digest = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.credential = RegistryCredential.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3414,6 +3441,7 @@ export const OciSource: MessageFns<OciSource> = {
       registry: isSet(object.registry) ? globalThis.String(object.registry) : "",
       repository: isSet(object.repository) ? globalThis.String(object.repository) : "",
       digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      credential: isSet(object.credential) ? RegistryCredential.fromJSON(object.credential) : undefined,
     };
   },
 
@@ -3428,6 +3456,9 @@ export const OciSource: MessageFns<OciSource> = {
     if (message.digest !== "") {
       obj.digest = message.digest;
     }
+    if (message.credential !== undefined) {
+      obj.credential = RegistryCredential.toJSON(message.credential);
+    }
     return obj;
   },
 
@@ -3439,6 +3470,130 @@ export const OciSource: MessageFns<OciSource> = {
     message.registry = object.registry ?? "";
     message.repository = object.repository ?? "";
     message.digest = object.digest ?? "";
+    message.credential = (object.credential !== undefined && object.credential !== null)
+      ? RegistryCredential.fromPartial(object.credential)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRegistryCredential(): RegistryCredential {
+  return { username: "", password: "", identityToken: "", revision: "" };
+}
+
+export const RegistryCredential: MessageFns<RegistryCredential> = {
+  encode(message: RegistryCredential, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.username !== "") {
+      writer.uint32(10).string(message.username);
+    }
+    if (message.password !== "") {
+      writer.uint32(18).string(message.password);
+    }
+    if (message.identityToken !== "") {
+      writer.uint32(26).string(message.identityToken);
+    }
+    if (message.revision !== "") {
+      writer.uint32(34).string(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistryCredential {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistryCredential();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.password = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.identityToken = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.revision = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegistryCredential {
+    return {
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      password: isSet(object.password) ? globalThis.String(object.password) : "",
+      identityToken: isSet(object.identityToken)
+        ? globalThis.String(object.identityToken)
+        : isSet(object.identity_token)
+        ? globalThis.String(object.identity_token)
+        : "",
+      revision: isSet(object.revision) ? globalThis.String(object.revision) : "",
+    };
+  },
+
+  toJSON(message: RegistryCredential): unknown {
+    const obj: any = {};
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.password !== "") {
+      obj.password = message.password;
+    }
+    if (message.identityToken !== "") {
+      obj.identityToken = message.identityToken;
+    }
+    if (message.revision !== "") {
+      obj.revision = message.revision;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegistryCredential>, I>>(base?: I): RegistryCredential {
+    return RegistryCredential.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegistryCredential>, I>>(object: I): RegistryCredential {
+    const message = createBaseRegistryCredential();
+    message.username = object.username ?? "";
+    message.password = object.password ?? "";
+    message.identityToken = object.identityToken ?? "";
+    message.revision = object.revision ?? "";
     return message;
   },
 };

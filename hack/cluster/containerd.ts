@@ -112,17 +112,22 @@ export class ContainerdNode {
 
   async start(timeoutMs = 30_000): Promise<void> {
     const { root } = this;
-    for (const dir of ['run', 'lib', 'opt', 'etc/cni/net.d', 'log']) await mkdir(join(root, dir), { recursive: true });
+    for (const dir of ['run', 'lib', 'opt', 'etc/cni/net.d', 'log', 'secai']) await mkdir(join(root, dir), { recursive: true });
     const config = join(root, 'etc', 'containerd.toml');
     await writeFile(config, renderContainerdConfig(root, this.options.sandboxImage ?? 'registry.k8s.io/pause:3.10.2'));
-    // The mount namespace is private (nothing propagates to the host); the node's /run is its own.
+    // The mount namespace is private (nothing propagates to the host); the node's /run and
+    // /var/lib/secai (the agent's state, audit log and vault, hostPaths of the chart) are its own.
     // `ip netns exec` mounts a sysfs of the node's network namespace over /sys, which hides the
     // cgroup hierarchies runc needs: they are mounted again (the same hierarchies as the host's).
     const script = [
       'set -e',
       ...(await cgroupMountCommands()),
       `mount --bind ${shellQuote(join(root, 'run'))} /run`,
-      'mkdir -p /run/containerd',
+      'mkdir -p /run/containerd /var/lib/secai',
+      `mount --bind ${shellQuote(join(root, 'secai'))} /var/lib/secai`,
+      // Shared within the node (a peer group of its own): the chart mounts the vault into the agent
+      // with HostToContainer propagation, which a private mount refuses.
+      'mount --make-rshared /var/lib/secai',
       `exec ${shellQuote(join(HACK_BIN, 'containerd'))} --config ${shellQuote(config)} --log-level info`,
     ].join('\n');
     this.daemon = this.options.harness.spawn(this.options.netns, 'unshare', ['--mount', '--propagation', 'private', '--', 'bash', '-c', script], {
@@ -151,6 +156,27 @@ export class ContainerdNode {
     const log = this.containerdLog();
     await this.stop();
     throw Object.assign(new Error(`node ${this.name}: the container runtime cannot start: ${reason}`), { log });
+  }
+
+  /**
+   * The node's CNI network: a bridge `cni0` with the node's end as gateway, addresses from
+   * `subnet` (host-local), and portmap with its nftables backend (there is no iptables here) for
+   * hostPorts. CRI reports its network ready, and so the kubelet its node, only once one exists.
+   * `routes`: destinations a Pod reaches through the node (e.g. the Service range, which the
+   * node's kube-proxy rewrites); a Pod has no default route.
+   */
+  async writeCniConfig(subnet: string, routes: readonly string[] = []): Promise<void> {
+    await writeFile(
+      join(this.root, 'etc/cni/net.d/10-lab.conflist'),
+      JSON.stringify({
+        cniVersion: '1.1.0',
+        name: 'lab',
+        plugins: [
+          { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet }]], routes: routes.map((dst) => ({ dst })), dataDir: join(this.root, 'lib/cni') } },
+          { type: 'portmap', capabilities: { portMappings: true }, backend: 'nftables' },
+        ],
+      }),
+    );
   }
 
   /** Runs a command in the node's mount and network namespaces (containerd's). */

@@ -39,6 +39,26 @@ export interface KubeletApiOptions {
    * requests and asks the API server (webhook: SubjectAccessReview, RBAC) whether each is allowed.
    */
   anonymousWithWebhookAuthorization?: boolean;
+  /**
+   * The control plane's CA: the kubelet then authenticates the API server by its client
+   * certificate (and bearer tokens by TokenReview), refuses anonymous requests, and authorizes each
+   * through the API server (SubjectAccessReview), so `kubectl logs` and `kubectl exec` work for
+   * whom RBAC lets.
+   */
+  clientCaFile?: string;
+}
+
+function kubeletAuth(api: KubeletApiOptions): Record<string, unknown> {
+  if (api.clientCaFile) {
+    return {
+      authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: api.clientCaFile } },
+      authorization: { mode: 'Webhook' },
+    };
+  }
+  return {
+    authentication: { anonymous: { enabled: api.anonymousWithWebhookAuthorization === true }, webhook: { enabled: false } },
+    authorization: { mode: api.anonymousWithWebhookAuthorization ? 'Webhook' : 'AlwaysAllow' },
+  };
 }
 
 /** The KubeletConfiguration of a lab node. */
@@ -58,8 +78,10 @@ export function renderKubeletConfig(paths: KubeletPaths, cgroupRoot: string, api
     healthzBindAddress: '127.0.0.1',
     healthzPort: 10248,
     failSwapOn: false,
-    authentication: { anonymous: { enabled: api.anonymousWithWebhookAuthorization === true }, webhook: { enabled: false } },
-    authorization: { mode: api.anonymousWithWebhookAuthorization ? 'Webhook' : 'AlwaysAllow' },
+    // Pods inherit no resolver of the machine's (only lab namespaces' addresses are ever dialled);
+    // with no cluster DNS either, a lab Pod resolves nothing.
+    resolvConf: '',
+    ...kubeletAuth(api),
     // A lab node's disk is the host's: no evictions for its fill level.
     evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '0%', 'imagefs.available': '0%' },
     imageGCHighThresholdPercent: 100,

@@ -23,6 +23,8 @@ export interface ControlPlaneState {
   pids: { etcd: number; apiserver: number };
   /** Milliseconds from the first spawn to a ready API server. */
   startupMs: number;
+  /** The address the API server binds and advertises (StartOptions.address); loopback when absent. */
+  address?: string;
 }
 
 export interface StartOptions {
@@ -32,6 +34,12 @@ export interface StartOptions {
   detached?: boolean;
   /** Disable the API server's watch cache so that watches read etcd (a compaction then yields 410). */
   disableWatchCache?: boolean;
+  /**
+   * An address of the namespace the control plane runs in, for kubelets and Pods of other lab
+   * namespaces: the API server binds it (and not loopback), serves a certificate naming it, and
+   * publishes it as the `kubernetes` Service's endpoint. Absent: loopback, no endpoint.
+   */
+  address?: string;
   log?: (line: string) => void;
 }
 
@@ -56,25 +64,45 @@ async function openssl(cwd: string, args: string[]): Promise<void> {
   await run('openssl', args, { cwd });
 }
 
-/** A CA, the API server's serving certificate, an admin client certificate and the SA signing key. */
-async function makePki(pki: string): Promise<void> {
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** A certificate `NAME.crt` (key `NAME.key`) issued by the control plane's CA in `pki`. */
+async function issueCertificate(pki: string, name: string, subject: string, ext: string[]): Promise<void> {
+  await openssl(pki, ['req', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject]);
+  writeFileSync(join(pki, `${name}.ext`), ext.join('\n') + '\n');
+  await openssl(pki, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+    '-days', '30', '-out', `${name}.crt`, '-extfile', `${name}.ext`]);
+}
+
+/**
+ * A client certificate of the control plane's CA for `CN` (and groups `O`), e.g. a kubelet's
+ * (`system:node:NAME`, `system:nodes`) or a controller's; returns the paths of the pair.
+ */
+export async function issueClientCertificate(pki: string, name: string, cn: string, groups: string[] = []): Promise<{ cert: string; key: string }> {
+  const subject = [...groups.map((g) => `/O=${g}`), `/CN=${cn}`].join('');
+  await issueCertificate(pki, name, subject, ['extendedKeyUsage=clientAuth', 'keyUsage=critical,digitalSignature']);
+  return { cert: join(pki, `${name}.crt`), key: join(pki, `${name}.key`) };
+}
+
+/**
+ * A CA, the API server's serving certificate, an admin client certificate, the API server's client
+ * certificate towards kubelets and the SA signing key.
+ */
+async function makePki(pki: string, address: string | undefined): Promise<void> {
   mkdirSync(pki, { recursive: true });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await openssl(pki, ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=secai-lab-ca',
+  await openssl(pki, ['req', '-x509', ...EC_KEY, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=secai-lab-ca',
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']);
-  const leaf = async (name: string, subject: string, ext: string[]) => {
-    await openssl(pki, ['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject]);
-    writeFileSync(join(pki, `${name}.ext`), ext.join('\n') + '\n');
-    await openssl(pki, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-      '-days', '30', '-out', `${name}.crt`, '-extfile', `${name}.ext`]);
-  };
-  // 10.96.0.1 is the fictitious in-cluster Service address; it is a SAN only and never dialled.
-  await leaf('apiserver', '/CN=kube-apiserver', [
-    'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc',
+  // 10.96.0.1 is the in-cluster Service address; a lab namespace's kube-proxy rewrites it to
+  // `address`, and without one it is a SAN only and never dialled.
+  await issueCertificate(pki, 'apiserver', '/CN=kube-apiserver', [
+    `subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc${address ? `,IP:${address}` : ''}`,
     'extendedKeyUsage=serverAuth',
     'keyUsage=critical,digitalSignature,keyEncipherment',
   ]);
-  await leaf('admin', '/O=system:masters/CN=secai-admin', ['extendedKeyUsage=clientAuth', 'keyUsage=critical,digitalSignature']);
+  await issueClientCertificate(pki, 'admin', 'secai-admin', ['system:masters']);
+  // What the API server presents to kubelets (logs, exec); RBAC's system:kubelet-api-admin role
+  // is what a kubelet that authorizes through the API server lets it do.
+  await issueClientCertificate(pki, 'kubelet-client', 'kube-apiserver-kubelet-client');
   await openssl(pki, ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'sa.key']);
   await openssl(pki, ['pkey', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
 }
@@ -160,12 +188,12 @@ async function apiGet(state: Pick<ControlPlaneState, 'dir' | 'apiServerUrl'>, pa
   }
 }
 
-function apiServerArgs(dir: string, apiPort: number, etcdPort: number, disableWatchCache: boolean): string[] {
+function apiServerArgs(dir: string, apiPort: number, etcdPort: number, disableWatchCache: boolean, address: string | undefined): string[] {
   const pki = join(dir, 'pki');
   const args = [
     `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-    '--bind-address=127.0.0.1',
-    '--advertise-address=127.0.0.1',
+    `--bind-address=${address ?? '127.0.0.1'}`,
+    `--advertise-address=${address ?? '127.0.0.1'}`,
     `--secure-port=${apiPort}`,
     `--tls-cert-file=${join(pki, 'apiserver.crt')}`,
     `--tls-private-key-file=${join(pki, 'apiserver.key')}`,
@@ -176,8 +204,10 @@ function apiServerArgs(dir: string, apiPort: number, etcdPort: number, disableWa
     '--service-cluster-ip-range=10.96.0.0/16',
     '--authorization-mode=RBAC',
     '--allow-privileged=true',
+    `--kubelet-client-certificate=${join(pki, 'kubelet-client.crt')}`,
+    `--kubelet-client-key=${join(pki, 'kubelet-client.key')}`,
     // The loopback address may not be published as the `kubernetes` Service endpoint.
-    '--endpoint-reconciler-type=none',
+    ...(address ? [] : ['--endpoint-reconciler-type=none']),
     '--profiling=false',
   ];
   if (disableWatchCache) args.push('--watch-cache=false');
@@ -201,7 +231,7 @@ export async function startControlPlane(opts: StartOptions): Promise<ControlPlan
   const started = Date.now();
   const detached = opts.detached ?? false;
   try {
-    await makePki(join(dir, 'pki'));
+    await makePki(join(dir, 'pki'), opts.address);
     const etcdPort = await freePort();
     const etcdPeerPort = await freePort();
     const apiPort = await freePort();
@@ -213,16 +243,16 @@ export async function startControlPlane(opts: StartOptions): Promise<ControlPlan
       `--listen-peer-urls=${peerUrl}`, `--initial-advertise-peer-urls=${peerUrl}`, `--initial-cluster=secai=${peerUrl}`,
       '--unsafe-no-fsync=true', '--quota-backend-bytes=2147483648', '--log-level=warn',
     ], detached);
-    const apiServerUrl = `https://127.0.0.1:${apiPort}`;
+    const apiServerUrl = `https://${opts.address ?? '127.0.0.1'}:${apiPort}`;
     const state: ControlPlaneState = {
       dir, kubeconfig: join(dir, 'kubeconfig'), apiServerUrl, etcdUrl, apiPort, etcdPort,
-      pids: { etcd, apiserver: 0 }, startupMs: 0,
+      pids: { etcd, apiserver: 0 }, startupMs: 0, ...(opts.address ? { address: opts.address } : {}),
     };
     writeFileSync(statePath(dir), JSON.stringify(state, null, 2));
     await waitReady(dir, 'etcd', etcd, () => etcdHealthy(etcdUrl), 30_000);
     log(`etcd ready on ${etcdUrl}`);
     state.pids.apiserver = startProcess(dir, 'kube-apiserver', toolPath('kube-apiserver'),
-      apiServerArgs(dir, apiPort, etcdPort, opts.disableWatchCache ?? false), detached);
+      apiServerArgs(dir, apiPort, etcdPort, opts.disableWatchCache ?? false, opts.address), detached);
     writeFileSync(statePath(dir), JSON.stringify(state, null, 2));
     writeKubeconfig(state.kubeconfig, join(dir, 'pki'), apiServerUrl);
     await waitReady(dir, 'kube-apiserver', state.pids.apiserver, () => apiGet(state, '/readyz'), 90_000);
@@ -273,7 +303,7 @@ export async function restartApiServer(state: ControlPlaneState, opts: { downMs?
   await killGroup(state.pids.apiserver, 10_000);
   if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
   state.pids.apiserver = startProcess(state.dir, 'kube-apiserver', toolPath('kube-apiserver'),
-    apiServerArgs(state.dir, state.apiPort, state.etcdPort, opts.disableWatchCache ?? false), false);
+    apiServerArgs(state.dir, state.apiPort, state.etcdPort, opts.disableWatchCache ?? false, state.address), false);
   writeFileSync(statePath(state.dir), JSON.stringify(state, null, 2));
   await waitReady(state.dir, 'kube-apiserver', state.pids.apiserver, () => apiGet(state, '/readyz'), 90_000);
 }

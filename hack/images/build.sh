@@ -73,7 +73,9 @@ debian_sources() {
 }
 
 # The Debian root of the secai-fleet image: what the agent drives (nft, bwrap, cryptsetup,
-# tpm2-tools), gcc and the nftables headers (the agent keys its cached helpers by the compiler's
+# tpm2-tools; netbase for /etc/protocols, without which nft lists `l4proto { 6, 17 }` where the
+# agent wrote and reads back `{ tcp, udp }`; found on the first run of the chart on kubelets),
+# gcc and the nftables headers (the agent keys its cached helpers by the compiler's
 # version, so the compiler stays), and the operator's user, uid/gid 65532 as the chart runs it.
 # The downloaded packages are kept in the cache (mmdebstrap's sync-in/sync-out hooks) and removed
 # from the root: a rebuild downloads only what the mirror changed.
@@ -88,7 +90,7 @@ build_debian_root() {
     --skip=download/empty --skip=essential/unlink \
     --setup-hook='mkdir -p "$1"/var/cache/apt/archives' --setup-hook="sync-in $debs /var/cache/apt/archives/" \
     --customize-hook="sync-out /var/cache/apt/archives $debs" \
-    --include=passwd,ca-certificates,libstdc++6,nftables,bubblewrap,cryptsetup-bin,tpm2-tools,gcc,libc6-dev,libmnl-dev,libnftnl-dev,libnftables-dev \
+    --include=passwd,ca-certificates,netbase,libstdc++6,nftables,bubblewrap,cryptsetup-bin,tpm2-tools,gcc,libc6-dev,libmnl-dev,libnftnl-dev,libnftables-dev \
     --customize-hook='chroot "$1" groupadd --gid 65532 nonroot' \
     --customize-hook='chroot "$1" useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot' \
     --customize-hook='rm -rf "$1"/var/cache/ldconfig/aux-cache "$1"/var/log/* "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/*.bin "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id' \

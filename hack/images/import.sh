@@ -43,6 +43,11 @@ for name in "$@"; do
     mv "$k3s_images/$name.tar.partial" "$k3s_images/$name.tar"
   else
     "$repo/hack/bin/ctr" --address "$address" --namespace "$namespace" images import "$private/$name.oci.tar" >&2
+    # A Pod that pins the image (repository@sha256:…, the chart's image.digest) is looked up by that
+    # name, which a pull makes and an import does not: name the verified digest too.
+    ref=$(tar -xOf "$private/$name.oci.tar" ./index.json | grep -o '"org.opencontainers.image.ref.name":"[^"]*"' | head -n 1 | cut -d'"' -f4)
+    [ -n "$ref" ] || { echo "import.sh: image $name: its archive names no reference" >&2; exit 1; }
+    "$repo/hack/bin/ctr" --address "$address" --namespace "$namespace" images tag --force "$ref" "${ref%:*}@$digest" >/dev/null
   fi
   echo "$name $digest"
 done

@@ -96,17 +96,7 @@ it('runs a static Pod from the verified image, in a sandbox from the verified pa
 
 it('gives a Pod of its own network an address from the CNI plugins, reachable from the node and on its hostPort', async () => {
   // bridge + host-local + portmap (nftables), loopback for the Pod's lo; no default route anywhere.
-  writeFileSync(
-    join(node.root, 'etc/cni/net.d/10-lab.conflist'),
-    JSON.stringify({
-      cniVersion: '1.1.0',
-      name: 'lab',
-      plugins: [
-        { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.88.0.0/24' }]], dataDir: join(node.root, 'lib/cni') } },
-        { type: 'portmap', capabilities: { portMappings: true }, backend: 'nftables' },
-      ],
-    }),
-  );
+  await node.writeCniConfig('10.88.0.0/24');
   writeFileSync(
     join(staticPods, 'web.yaml'),
     stringify({

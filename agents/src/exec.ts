@@ -65,6 +65,8 @@ export const runCommand: Exec = (command, args, options = {}) =>
       : undefined;
     const onAbort = () => killGroup();
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    // Aborted before it started: it is ended at once.
+    if (options.signal?.aborted) killGroup();
     child.stdout.on('data', (chunk: Buffer) => {
       if (outBytes < limit) out.push(chunk.subarray(0, limit - outBytes));
       outBytes += chunk.length;

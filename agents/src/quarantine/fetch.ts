@@ -2,7 +2,8 @@
 // and actual), total time, time without progress, number of redirects, and redirects that stay on
 // the same scheme, host and port unless policy allows otherwise (https never downgrades to http
 // unless the Model allows http at all). Every hop is also checked by an injected destination
-// filter, which the agent backs with its egress plan.
+// filter, which the agent backs with its egress plan. The body is written in large batches and
+// hashed on a thread of its own (staging-writer.ts); a caller may follow the file as it is written.
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';

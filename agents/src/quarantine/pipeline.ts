@@ -3,7 +3,8 @@
 // order: Fetch, Sandbox (the sandboxed one pass: Integrity, Signature, Format, StaticScan),
 // SmokeTest, Promotion (a second sandboxed job computes the manifest's per-tensor hash tree, then
 // the rename). The first failing stage is the verdict; every outcome is audited. This process
-// never parses the artifact: it fetches, moves files and reads the scanner's outcomes.
+// never parses the artifact: it fetches, moves files and reads the scanner's outcomes. With CPUs to
+// spare, the Sandbox pass over an OCI layer runs while the layer downloads (followDownload).
 import { randomBytes } from 'node:crypto';
 import { copyFile, lstat, readFile, rename, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';

@@ -93,6 +93,8 @@ it.each(['modelpack', 'docker'])('pulls and trusts the GGUF of a %s artifact by 
   const verdict = JSON.parse(stdout) as { trusted: boolean; stages: { stage: string; details?: Record<string, unknown> }[] };
   expect({ code, trusted: verdict.trusted }).toEqual({ code: 0, trusted: true });
   expect(verdict.stages[0]).toMatchObject({ stage: 'Fetch', details: { layout: layout === 'docker' ? 'docker-model' : 'modelpack', sizeBytes: model.length } });
+  // The verdict pass ran while the layer downloaded, not after it.
+  expect(verdict.stages[1]).toMatchObject({ stage: 'Sandbox', status: 'passed', message: expect.stringMatching(/as it was downloaded/) });
 }, 60_000);
 
 describe('the verdict pass that follows the download counts only for the file the download wrote', () => {

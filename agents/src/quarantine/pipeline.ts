@@ -68,8 +68,9 @@ export interface VerifyDeps {
   allowDestination?: (url: URL) => boolean;
   /**
    * Whether an OCI layer is scanned while it downloads (followDownload, the default) or after it.
-   * On the project's 2-core machine, with other suites running, following measured 0.19-0.24x
-   * openssl against 0.12-0.19x for the pass after the download (interleaved A/B, tmpfs and disk).
+   * On the project's 2-core machine with other suites running (an interleaved A/B), following
+   * measured 0.21-0.24x openssl with tmpfs staging against 0.15-0.20x for the pass after the
+   * download; with disk staging the two were within noise of each other (0.13-0.20x).
    */
   followDownloads?: boolean;
   /** Extra https trust anchors (a private mirror; tests). */

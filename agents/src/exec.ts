@@ -2,6 +2,7 @@
 // killing its whole process group on timeout or abort. Duties take an `Exec` so tests can see the
 // commands and the edges stay small.
 import { spawn } from 'node:child_process';
+import { Readable } from 'node:stream';
 
 export interface ExecResult {
   code: number | null;
@@ -12,7 +13,8 @@ export interface ExecResult {
 }
 
 export interface ExecOptions {
-  input?: string | Buffer;
+  /** Written to stdin, which then ends; a stream is piped in as it comes. */
+  input?: string | Buffer | Readable;
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
@@ -63,6 +65,8 @@ export const runCommand: Exec = (command, args, options = {}) =>
       : undefined;
     const onAbort = () => killGroup();
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    // Aborted before it started: it is ended at once.
+    if (options.signal?.aborted) killGroup();
     child.stdout.on('data', (chunk: Buffer) => {
       if (outBytes < limit) out.push(chunk.subarray(0, limit - outBytes));
       outBytes += chunk.length;
@@ -90,7 +94,11 @@ export const runCommand: Exec = (command, args, options = {}) =>
     child.stdin.on('error', () => {
       // The command may exit before reading its input; its exit status tells the story.
     });
-    child.stdin.end(options.input);
+    if (options.input instanceof Readable) {
+      // A stream that fails ends stdin all the same: the command sees its input stop.
+      options.input.on('error', () => child.stdin.end());
+      options.input.pipe(child.stdin);
+    } else child.stdin.end(options.input);
   });
 
 /** Runs a command and throws CommandError unless it exits 0. */

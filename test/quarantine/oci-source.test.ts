@@ -3,11 +3,12 @@
 // layer is pulled by manifest digest and quarantined; a blob whose bytes the registry changed, an
 // oversized or endless manifest, a manifest that is not the digest asked for, a redirect to another
 // destination and a layer count over the limit are each refused at Fetch with their own reason,
-// and nothing is left in staging.
+// and nothing is left in staging. The sandboxed verdict pass follows the layer's download, and its
+// outcome counts only for the file the download wrote and hashed.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { runCommand } from '../../agents/src/exec.js';
 import { verifyArtifact } from '../../agents/src/quarantine/pipeline.js';
 import { DEFAULT_QUARANTINE_POLICY } from '../../agents/src/quarantine/policy.js';
-import { createScannerSandbox } from '../../agents/src/quarantine/scanner-sandbox.js';
+import { createScannerSandbox, type ScannerSandbox } from '../../agents/src/quarantine/scanner-sandbox.js';
 import { DOCKER_MODEL_CONFIG_TYPE, DOCKER_MODEL_GGUF, MODELPACK_ARTIFACT_TYPE, MODELPACK_CONFIG_TYPE, MODELPACK_RAW_WEIGHT, type OciModelSource } from '../../agents/src/quarantine/oci-source.js';
 import { tinyModelBytes } from '../support/tiny-model.js';
 import { startRegistry, type TestRegistry } from './oci-registry.js';
@@ -92,16 +93,65 @@ it.each(['modelpack', 'docker'])('pulls and trusts the GGUF of a %s artifact by 
   const verdict = JSON.parse(stdout) as { trusted: boolean; stages: { stage: string; details?: Record<string, unknown> }[] };
   expect({ code, trusted: verdict.trusted }).toEqual({ code: 0, trusted: true });
   expect(verdict.stages[0]).toMatchObject({ stage: 'Fetch', details: { layout: layout === 'docker' ? 'docker-model' : 'modelpack', sizeBytes: model.length } });
+  // The verdict pass ran while the layer downloaded, not after it.
+  expect(verdict.stages[1]).toMatchObject({ stage: 'Sandbox', status: 'passed', message: expect.stringMatching(/as it was downloaded/) });
 }, 60_000);
+
+describe('the verdict pass that follows the download counts only for the file the download wrote', () => {
+  const staging = () => join(dir, 'staging-followed');
+  const real = () => createScannerSandbox({ exec: runCommand, policy: DEFAULT_QUARANTINE_POLICY.scanner });
+  async function pull(sandbox: ScannerSandbox, digest: string, pin: string) {
+    mkdirSync(staging(), { recursive: true });
+    const { results, staged } = await verifyArtifact({ source: { kind: 'oci', oci: { registry: host, repository: 'models/tiny', digest, plainHttp: true } }, pin: { sha256: pin }, policy: DEFAULT_QUARANTINE_POLICY }, { sandbox, stagingDir: staging(), followDownloads: true });
+    if (staged) rmSync(staged.path);
+    expect(readdirSync(staging())).toEqual([]);
+    const failure = results.find((r) => r.status === 'failed');
+    return { sandbox: results[1]?.message, failure: failure && `${failure.stage}: ${failure.reason}` };
+  }
+
+  it('a layer that passes both', async () => {
+    expect(await pull(real(), digests.docker!, sha256(model))).toEqual({ sandbox: expect.stringMatching(/as it was downloaded/), failure: undefined });
+  }, 60_000);
+
+  it('a layer that matches its digest but not the scan is rejected by the scan', async () => {
+    const notGguf = Buffer.from('not a model at all, but the bytes the manifest names\n'.repeat(100));
+    const digest = await push('not-gguf', { 'model.gguf': notGguf, 'config.json': Buffer.from('{"config":{"format":"gguf"}}') }, ['--config', `config.json:${DOCKER_MODEL_CONFIG_TYPE}`], [`model.gguf:${DOCKER_MODEL_GGUF}`]);
+    expect(await pull(real(), digest, sha256(notGguf))).toEqual({ sandbox: expect.stringMatching(/as it was downloaded/), failure: 'Format: BadMagic' });
+  }, 60_000);
+
+  it.each([
+    ['the staged file changes after the download', 'changed' as const, 'Integrity: ArtifactChanged'],
+    ['the scanner reports a digest other than the download\'s', 'digest' as const, 'Integrity: ArtifactChanged'],
+  ])('%s', async (_name, tamper, expected) => {
+    const inner = real();
+    const sandbox: ScannerSandbox = {
+      scan: inner.scan,
+      tensorTree: inner.tensorTree,
+      async scanFollowing(path, job, follow) {
+        const scanned = await inner.scanFollowing!(path, job, follow);
+        if (tamper === 'changed') appendFileSync(path, 'x');
+        else if (scanned.outcome) scanned.outcome.facts.sha256 = 'f'.repeat(64);
+        return scanned;
+      },
+    };
+    expect((await pull(sandbox, digests.docker!, sha256(model))).failure).toBe(expected);
+  }, 60_000);
+});
 
 describe('bad input, refused at Fetch with nothing left in staging', () => {
   const staging = () => join(dir, 'staging');
   async function pull(oci: OciModelSource, pin = sha256(model)) {
     mkdirSync(staging(), { recursive: true });
     const sandbox = createScannerSandbox({ exec: runCommand, policy: DEFAULT_QUARANTINE_POLICY.scanner });
-    const { results } = await verifyArtifact({ source: { kind: 'oci', oci }, pin: { sha256: pin }, policy: DEFAULT_QUARANTINE_POLICY }, { sandbox, stagingDir: staging(), allowDestination: (url) => url.host !== `127.0.0.1:1` });
-    expect(readdirSync(staging())).toEqual([]);
-    return `${results[0]!.stage}: ${results[0]!.reason}`;
+    // The same, whether the verdict pass follows the download (and is stopped) or would come after it.
+    const verdicts = [];
+    for (const followDownloads of [false, true]) {
+      const { results } = await verifyArtifact({ source: { kind: 'oci', oci }, pin: { sha256: pin }, policy: DEFAULT_QUARANTINE_POLICY }, { sandbox, stagingDir: staging(), allowDestination: (url) => url.host !== `127.0.0.1:1`, followDownloads });
+      expect(readdirSync(staging())).toEqual([]);
+      verdicts.push(`${results[0]!.stage}: ${results[0]!.reason}`);
+    }
+    expect(verdicts[1]).toBe(verdicts[0]);
+    return verdicts[0];
   }
   const at = (registry: string, repository: string, digest: string): OciModelSource => ({ registry, repository, digest, plainHttp: true });
   const any = `sha256:${'0'.repeat(64)}`;

@@ -2,7 +2,8 @@
 // and actual), total time, time without progress, number of redirects, and redirects that stay on
 // the same scheme, host and port unless policy allows otherwise (https never downgrades to http
 // unless the Model allows http at all). Every hop is also checked by an injected destination
-// filter, which the agent backs with its egress plan.
+// filter, which the agent backs with its egress plan. The body is written in large batches and
+// hashed on a thread of its own (staging-writer.ts); a caller may follow the file as it is written.
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
@@ -12,6 +13,7 @@ import https from 'node:https';
 import { join } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { FetchPolicy } from './policy.js';
+import { openStagingWriter } from './staging-writer.js';
 import { failed, passed, Reason, Stage, type ReasonCode, type StageResult } from './verdict.js';
 
 export const MAX_URL_LENGTH = 4096;
@@ -35,6 +37,10 @@ export interface FetchOptions extends FetchPolicy {
   unpack?: (body: Readable, out: Writable) => Promise<number>;
   /** Registry authentication (registry-auth.ts): asked for each hop's Authorization header and told of a 401. */
   authorizer?: RequestAuthorizer;
+  /** Told the staging file's path once it exists, before the body (not with `unpack`). */
+  onStaging?: (path: string) => void;
+  /** Told how many leading bytes of the staging file are written, as they land (not with `unpack`). */
+  onProgress?: (writtenBytes: number) => void;
 }
 
 /** Answers an OCI registry's challenges for the requests of one pull. */
@@ -202,39 +208,56 @@ export async function fetchToStaging(source: string, stagingDir: string, options
       response.destroy();
       throw new FetchFailure(Reason.TooLarge, `the server announces ${declared} bytes, more than the limit of ${options.maxBytes}`);
     }
-    const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
-    const hash = options.expectSha256 ? createHash('sha256') : undefined;
     let fileBytes: number | undefined;
-    try {
-      const body = options.unpack ? new PassThrough() : undefined;
-      const unpacked = body && options.unpack!(body, out).catch((e: unknown) => {
-        response.destroy();
-        body.destroy();
-        throw e;
-      });
-      unpacked?.catch(() => undefined);
-      const sink = body ?? out;
+    let sha256: string | undefined;
+    if (options.unpack) {
+      const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+      const hash = options.expectSha256 ? createHash('sha256') : undefined;
+      try {
+        const body = new PassThrough();
+        const unpacked = options.unpack(body, out).catch((e: unknown) => {
+          response.destroy();
+          body.destroy();
+          throw e;
+        });
+        unpacked.catch(() => undefined);
+        try {
+          for await (const chunk of response) {
+            written += (chunk as Buffer).length;
+            if (written > options.maxBytes) throw new FetchFailure(Reason.TooLarge, `the body exceeds the limit of ${options.maxBytes} bytes`);
+            hash?.update(chunk as Buffer);
+            if (!body.write(chunk)) await once(body, 'drain');
+          }
+        } catch (e) {
+          await unpacked;
+          throw e;
+        }
+        body.end();
+        fileBytes = await unpacked;
+      } finally {
+        out.end();
+        await once(out, 'close');
+      }
+      sha256 = hash?.digest('hex');
+    } else {
+      // The body lands in 8 MiB batches, hashed on a thread of its own (staging-writer.ts).
+      const expectedBytes = Number.isFinite(declared) ? declared : undefined;
+      const writer = await openStagingWriter(path, { hash: options.expectSha256 !== undefined, ...(expectedBytes !== undefined ? { expectedBytes } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      options.onStaging?.(path);
       try {
         for await (const chunk of response) {
           written += (chunk as Buffer).length;
           if (written > options.maxBytes) throw new FetchFailure(Reason.TooLarge, `the body exceeds the limit of ${options.maxBytes} bytes`);
-          hash?.update(chunk as Buffer);
-          if (!sink.write(chunk)) await once(sink, 'drain');
+          await writer.write(chunk as Buffer);
         }
+        sha256 = (await writer.finish()).sha256;
       } catch (e) {
-        if (unpacked) await unpacked;
+        await writer.abort();
         throw e;
       }
-      if (body && unpacked) {
-        body.end();
-        fileBytes = await unpacked;
-      }
-    } finally {
-      out.end();
-      await once(out, 'close');
     }
     if (Number.isFinite(declared) && declared !== written) throw new FetchFailure(Reason.TransferFailed, `the transfer ended after ${written} of ${declared} bytes`);
-    if (hash && hash.digest('hex') !== options.expectSha256) throw new FetchFailure(Reason.BlobDigestMismatch, `the body's SHA-256 is not ${options.expectSha256!.slice(0, 16)}..., the digest it was asked for`);
+    if (options.expectSha256 !== undefined && sha256 !== options.expectSha256) throw new FetchFailure(Reason.BlobDigestMismatch, `the body's SHA-256 is not ${options.expectSha256!.slice(0, 16)}..., the digest it was asked for`);
     return {
       stage: passed(Stage.Fetch, `fetched ${written} bytes in ${Date.now() - started} ms`, { sizeBytes: written, host: checked.url.host }),
       file: { path, sizeBytes: fileBytes ?? written },

@@ -112,8 +112,17 @@ function fail(reason: ReasonCode, message: string): { stage: StageResult } {
   return { stage: failed(Stage.Fetch, reason, message) };
 }
 
+/**
+ * Told of the GGUF layer's staging file as it is written (a raw layer, not a modelcar's): its path
+ * and final size once it exists, then how many leading bytes are written.
+ */
+export interface BlobFollower {
+  onBlob(path: string, sizeBytes: number): void;
+  onProgress(writtenBytes: number): void;
+}
+
 /** Pulls the GGUF of `source` into `stagingDir`; the Fetch stage says how it went. */
-export async function pullOciModel(source: OciModelSource, pinSha256: string, stagingDir: string, options: FetchOptions, limits = OCI_LIMITS): Promise<{ stage: StageResult; file?: FetchedFile }> {
+export async function pullOciModel(source: OciModelSource, pinSha256: string, stagingDir: string, options: FetchOptions, limits = OCI_LIMITS, follower?: BlobFollower): Promise<{ stage: StageResult; file?: FetchedFile }> {
   if (!REGISTRY.test(source.registry) || !REPOSITORY.test(source.repository) || !DIGEST.test(source.digest)) return fail(Reason.SourceInvalid, 'an OCI source needs a registry host, a repository and a sha256 manifest digest');
   const origin = `${source.plainHttp ? 'http' : 'https'}://${source.registry}`;
   const base = `${origin}/v2/${source.repository}`;
@@ -142,7 +151,8 @@ export async function pullOciModel(source: OciModelSource, pinSha256: string, st
   }
   if ('layers' in layer) return pullModelcar(base, layer, pinSha256, stagingDir, fetchOptions, source);
   if (layer.size > options.maxBytes) return fail(Reason.TooLarge, `the GGUF layer has ${layer.size} bytes, more than the limit of ${options.maxBytes}`);
-  const blob = await fetchToStaging(`${base}/blobs/${layer.digest}`, stagingDir, { ...fetchOptions, maxBytes: layer.size, expectSha256: layer.digest.slice(7) });
+  const followed = follower ? { onStaging: (path: string) => follower.onBlob(path, layer.size), onProgress: (n: number) => follower.onProgress(n) } : {};
+  const blob = await fetchToStaging(`${base}/blobs/${layer.digest}`, stagingDir, { ...fetchOptions, maxBytes: layer.size, expectSha256: layer.digest.slice(7), ...followed });
   if (!blob.file) return { stage: { ...blob.stage, message: `the GGUF layer: ${blob.stage.message}` } };
   if (blob.file.sizeBytes !== layer.size) {
     await unlink(blob.file.path).catch(() => undefined);

@@ -2,14 +2,14 @@
 // thread, and a digest equal to a plain SHA-256.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeGguf, gguf } from '../../../test/support/gguf-writer.js';
 import { tinyModelBytes, tinyModelDocument } from '../../../test/support/tiny-model.js';
 import { parseGgufHeader } from './gguf-parser.js';
 import { startDigestThread } from './digest-thread.js';
-import { scanArtifact } from './one-pass-scan.js';
+import { ArtifactChangedError, scanArtifact, type FollowedFile } from './one-pass-scan.js';
 import { detectPickle } from './stream-consumer.js';
 import { Reason } from './verdict.js';
 
@@ -99,4 +99,51 @@ it.each([
   [Buffer.from('GGUF\x03\x00\x00\x00'), undefined],
 ])('detects pickle prefixes: %j', (bytes, found) => {
   expect(detectPickle(bytes)).toBe(found);
+});
+
+describe('a file still being written (a download the scan follows)', () => {
+  /** Appends `bytes` in pieces; `stopAt` gives up there. available/complete answer as the writer goes. */
+  function grow(path: string, bytes: Buffer, piece: number, stopAt = bytes.length): FollowedFile {
+    writeFileSync(path, Buffer.alloc(0));
+    let written = 0;
+    const done = (async () => {
+      while (written < stopAt) {
+        const n = Math.min(piece, stopAt - written);
+        appendFileSync(path, bytes.subarray(written, written + n));
+        written += n;
+        await new Promise((r) => setImmediate(r));
+      }
+      if (written < bytes.length) throw new Error('the writer gave up');
+    })();
+    done.catch(() => undefined);
+    return {
+      sizeBytes: bytes.length,
+      available: async (end) => {
+        while (written < end) {
+          if (written >= stopAt) throw new Error('the writer gave up');
+          await new Promise((r) => setImmediate(r));
+        }
+      },
+      complete: () => done,
+    };
+  }
+
+  it('reports what the pass over the finished file reports, reading nothing not yet written', async () => {
+    const bytes = tinyModelBytes();
+    const whole = await scanArtifact(write('whole.gguf', bytes), { chunkBytes: 4096 });
+    for (const workerThresholdBytes of [Infinity, 0]) {
+      const path = join(dir, `growing-${workerThresholdBytes}.gguf`);
+      const followed = await scanArtifact(path, { chunkBytes: 4096, workerThresholdBytes, follow: grow(path, bytes, 1000) });
+      expect({ ...followed, durationMs: 0 }).toEqual({ ...whole, durationMs: 0 });
+    }
+  });
+
+  it('fails when the writer stops short, and when the file is not the size it was to reach', async () => {
+    const bytes = tinyModelBytes();
+    const short = join(dir, 'short.gguf');
+    await expect(scanArtifact(short, { chunkBytes: 4096, follow: grow(short, bytes, 1000, 5000) })).rejects.toThrow(/gave up/);
+    const longer = join(dir, 'longer.gguf');
+    const follow = grow(longer, Buffer.concat([bytes, Buffer.alloc(10)]), 1000);
+    await expect(scanArtifact(longer, { chunkBytes: 4096, follow: { ...follow, sizeBytes: bytes.length } })).rejects.toThrow(ArtifactChangedError);
+  });
 });

@@ -29,6 +29,20 @@ export interface ScanOptions {
   workerThresholdBytes?: number;
   /** A SHA-256 thread started ahead (startDigestThread); the scan takes it over and ends it. */
   digestThread?: Worker;
+  /** The file is still being written (a download): read it as it grows (FollowedFile). */
+  follow?: FollowedFile;
+}
+
+/**
+ * A file that grows to `sizeBytes` while it is read: nothing is read before `available` says it is
+ * written, and the pass ends only once `complete` says the writer is done.
+ */
+export interface FollowedFile {
+  sizeBytes: number;
+  /** Resolves once the first `end` bytes are written; rejects when they never will be. */
+  available(end: number): Promise<void>;
+  /** Resolves once the writer has finished, every byte written; rejects when it gave up. */
+  complete(): Promise<void>;
 }
 
 const DEFAULTS = { chunkBytes: 4 * 1024 * 1024, slots: 8, readsAhead: 2, workerThresholdBytes: 32 * 1024 * 1024 };
@@ -132,7 +146,8 @@ export async function scanArtifact(path: string, options: ScanOptions = {}): Pro
   try {
     const before = await handle.stat();
     if (!before.isFile()) throw new Error(`${path} is not a regular file`);
-    const size = before.size;
+    const follow = options.follow;
+    const size = follow ? follow.sizeBytes : before.size;
     const chunkBytes = Math.max(1, Math.min(options.chunkBytes ?? DEFAULTS.chunkBytes, size));
     const useWorker = size >= (options.workerThresholdBytes ?? DEFAULTS.workerThresholdBytes);
 
@@ -178,7 +193,9 @@ export async function scanArtifact(path: string, options: ScanOptions = {}): Pro
     let nextRead = 0;
     const startRead = (slot: number) => {
       const length = Math.min(chunkBytes, size - nextRead);
-      const filled = readFully(handle, heap.subarray(slotOffset(slot), slotOffset(slot) + length), nextRead);
+      const into = heap.subarray(slotOffset(slot), slotOffset(slot) + length);
+      const position = nextRead;
+      const filled = follow ? follow.available(position + length).then(() => readFully(handle, into, position)) : readFully(handle, into, position);
       // Awaited in order below; one that fails after an earlier failure must not go unhandled.
       filled.catch(() => undefined);
       reads.push({ slot, position: nextRead, length, filled });
@@ -198,8 +215,11 @@ export async function scanArtifact(path: string, options: ScanOptions = {}): Pro
     }
     const findings = consumer.finish();
     const sha256 = await digester.finish();
+    // A followed file changes while it is read, until the writer is done; its writer then checks
+    // it is still the file it wrote (the digest the scan reports must be the one it received).
+    if (follow) await follow.complete();
     const after = await handle.stat();
-    if (after.size !== size || after.mtimeMs !== before.mtimeMs) throw new ArtifactChangedError('the file changed while it was scanned');
+    if (after.size !== size || (!follow && after.mtimeMs !== before.mtimeMs)) throw new ArtifactChangedError('the file changed while it was scanned');
     return { sizeBytes: size, sha256, durationMs: Math.round(performance.now() - started), ...findings };
   } finally {
     await digester?.close();

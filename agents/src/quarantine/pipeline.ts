@@ -3,17 +3,19 @@
 // order: Fetch, Sandbox (the sandboxed one pass: Integrity, Signature, Format, StaticScan),
 // SmokeTest, Promotion (a second sandboxed job computes the manifest's per-tensor hash tree, then
 // the rename). The first failing stage is the verdict; every outcome is audited. This process
-// never parses the artifact: it fetches, moves files and reads the scanner's outcomes.
+// never parses the artifact: it fetches, moves files and reads the scanner's outcomes. The Sandbox
+// pass over an OCI layer runs while the layer downloads (followDownload).
 import { randomBytes } from 'node:crypto';
 import { copyFile, lstat, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { ModelPlan } from '../../../api/gen/proto/secai/fleet/v1/agent.js';
 import type { AuditSink } from '../audit/audit-sink.js';
 import { fetchToStaging, type FetchOptions } from './fetch.js';
-import { pullOciModel, type OciModelSource } from './oci-source.js';
+import { pullOciModel, type BlobFollower, type OciModelSource } from './oci-source.js';
 import { applyOverrides, policyDigest, type QuarantinePolicy } from './policy.js';
 import { SCANNER_PROTOCOL_VERSION, type ScanFacts, type ScanJob } from './scanner-protocol.js';
 import type { ScannerSandbox } from './scanner-sandbox.js';
@@ -64,6 +66,13 @@ export interface VerifyDeps {
   stagingDir: string;
   openSmokeTestModel?: OpenSmokeTestModel;
   allowDestination?: (url: URL) => boolean;
+  /**
+   * Whether an OCI layer is scanned while it downloads (followDownload, the default) or after it.
+   * On the project's 2-core machine with other suites running (an interleaved A/B), following
+   * measured 0.21-0.24x openssl with tmpfs staging against 0.15-0.20x for the pass after the
+   * download; with disk staging the two were within noise of each other (0.13-0.20x).
+   */
+  followDownloads?: boolean;
   /** Extra https trust anchors (a private mirror; tests). */
   ca?: string | Buffer;
 }
@@ -85,13 +94,13 @@ function fetchOptions(policy: QuarantinePolicy, maxBytes: number, allowInsecureH
 /** Why a file cannot be moved out of the inbox: another file system, or an inbox the agent may not write. */
 const CANNOT_MOVE = new Set(['EXDEV', 'EROFS', 'EPERM', 'EACCES']);
 
-async function acquire(source: ArtifactSource, pin: Pin, policy: QuarantinePolicy, deps: VerifyDeps): Promise<{ stage: StageResult; path?: string; sizeBytes?: number; owned: boolean }> {
+async function acquire(source: ArtifactSource, pin: Pin, policy: QuarantinePolicy, deps: VerifyDeps, follower?: BlobFollower): Promise<{ stage: StageResult; path?: string; sizeBytes?: number; owned: boolean }> {
   const maxBytes = pin.sizeBytes ? Math.min(policy.maxSizeBytes, pin.sizeBytes) : policy.maxSizeBytes;
   if (source.kind === 'url' || source.kind === 'oci') {
     const { stage, file } =
       source.kind === 'url'
         ? await fetchToStaging(source.url, deps.stagingDir, fetchOptions(policy, maxBytes, source.allowInsecureHttp, deps))
-        : await pullOciModel(source.oci, pin.sha256, deps.stagingDir, fetchOptions(policy, maxBytes, source.oci.plainHttp, deps));
+        : await pullOciModel(source.oci, pin.sha256, deps.stagingDir, fetchOptions(policy, maxBytes, source.oci.plainHttp, deps), undefined, follower);
     return { stage, ...(file ? { path: file.path, sizeBytes: file.sizeBytes } : {}), owned: true };
   }
   let stat;
@@ -136,25 +145,80 @@ async function loadBundle(signature: SignatureInput, policy: QuarantinePolicy, d
 }
 
 /**
+ * The sandboxed verdict pass over an OCI layer while it downloads: started once the staging file
+ * exists (its size is the manifest's), fed the leading bytes written as they land. `done` is its
+ * outcome once the download has passed (every byte written, the blob digest matched): the scanner
+ * finishes only when told the download ended; undefined when it never started (another layout).
+ * `stop` ends it when the download failed.
+ */
+function followDownload(sandbox: ScannerSandbox, job: ScanJob, policy: QuarantinePolicy) {
+  const progress = new PassThrough();
+  const controller = new AbortController();
+  let scanning: ReturnType<NonNullable<ScannerSandbox['scanFollowing']>> | undefined;
+  const follower: BlobFollower = {
+    onBlob(path, sizeBytes) {
+      scanning = sandbox.scanFollowing!(path, { ...job, artifactPath: path, follow: { sizeBytes } }, { progress, signal: controller.signal, timeoutMs: policy.fetch.timeoutMs });
+    },
+    onProgress(writtenBytes) {
+      progress.write(`${writtenBytes}\n`);
+    },
+  };
+  return {
+    follower,
+    async done() {
+      progress.end();
+      return scanning;
+    },
+    async stop() {
+      controller.abort();
+      progress.destroy();
+      await scanning;
+    },
+  };
+}
+
+/**
  * Fetch, sandboxed scan and smoke test: everything but promotion. A staged file the caller owns is
  * left in place for it to promote or discard.
  */
 export async function verifyArtifact(input: { source: ArtifactSource; pin: Pin; signature?: SignatureInput; policy: QuarantinePolicy }, deps: VerifyDeps): Promise<VerifyResult> {
   const { source, pin, policy } = input;
   const results: StageResult[] = [];
-  const fetched = await acquire(source, pin, policy, deps);
-  results.push(fetched.stage);
-  if (!fetched.path || fetched.stage.status === 'failed') return { results };
-  const staged = { path: fetched.path, identity: await fileIdentity(fetched.path), owned: fetched.owned };
-
+  const job: ScanJob = { version: SCANNER_PROTOCOL_VERSION, artifactPath: '', pin, blockedDigests: policy.blockedDigests, requireSignature: policy.requireSignature };
   let signatureFailure: StageResult | undefined;
-  const job: ScanJob = { version: SCANNER_PROTOCOL_VERSION, artifactPath: staged.path, pin, blockedDigests: policy.blockedDigests, requireSignature: policy.requireSignature };
-  if (input.signature) {
+  const withBundle = async () => {
+    if (!input.signature) return;
     const bundle = await loadBundle(input.signature, policy, deps);
     if ('failure' in bundle) signatureFailure = bundle.failure;
     else job.signature = { bundleJson: bundle.bundleJson, policy: input.signature.policy };
+  };
+  // An OCI layer is scanned as it is downloaded (followDownload): the job is complete before.
+  const follow = source.kind === 'oci' && deps.followDownloads !== false && deps.sandbox.scanFollowing ? followDownload(deps.sandbox, job, policy) : undefined;
+  if (follow) await withBundle();
+  const fetched = await acquire(source, pin, policy, deps, follow?.follower);
+  results.push(fetched.stage);
+  if (!fetched.path || fetched.stage.status === 'failed') {
+    await follow?.stop();
+    return { results };
   }
-  const { sandbox, outcome } = await deps.sandbox.scan(staged.path, job, fetched.sizeBytes ?? 0);
+  const staged = { path: fetched.path, identity: await fileIdentity(fetched.path), owned: fetched.owned };
+  let scanned = await follow?.done();
+  if (scanned?.outcome) {
+    // The scanner read the file while it was written: it must still be the file the fetch wrote and
+    // hashed, and the scanner must have hashed the same bytes.
+    const now = await fileIdentity(staged.path);
+    const same = now.ino === staged.identity.ino && now.dev === staged.identity.dev && now.size === staged.identity.size && now.mtimeMs === staged.identity.mtimeMs;
+    const integrityFailed = scanned.outcome.stages.some((s) => s.stage === Stage.Integrity && s.status === 'failed');
+    if (!same || (!integrityFailed && scanned.outcome.facts.sha256 !== pin.sha256)) {
+      results.push(scanned.sandbox, failed(Stage.Integrity, Reason.ArtifactChanged, same ? 'the scanner read other bytes than the download wrote' : 'the staged file changed while it was scanned'));
+      return { results, staged };
+    }
+  }
+  if (!scanned) {
+    if (!follow) await withBundle();
+    scanned = await deps.sandbox.scan(staged.path, { ...job, artifactPath: staged.path }, fetched.sizeBytes ?? 0);
+  }
+  const { sandbox, outcome } = scanned;
   results.push(sandbox);
   if (!outcome) return { results, staged };
   // A cosign signature of the OCI manifest was verified at Fetch, before the pull: it is the Signature stage.

@@ -19,6 +19,12 @@ export interface ScanJob {
   blockedDigests: BlockedDigest[];
   requireSignature: boolean;
   signature?: { bundleJson: string; policy: SignaturePolicy };
+  /**
+   * The artifact is still being downloaded into its staging file, which will hold `sizeBytes`:
+   * after the job's line, stdin carries how many leading bytes are written, one decimal number a
+   * line, and ends once the download is complete (scanner-main.ts).
+   */
+  follow?: { sizeBytes: number };
 }
 
 /** The manifest job, for an artifact that passed every check: its per-tensor hash tree. */

@@ -3,10 +3,11 @@
 // or a timeout turns into a Sandbox stage failure with its reason code; the caller never throws.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { tinyModelBytes } from '../../../test/support/tiny-model.js';
 import { runCommand } from '../exec.js';
 import { DEFAULT_QUARANTINE_POLICY, type ScannerPolicy } from './policy.js';
@@ -44,6 +45,65 @@ it('runs the scanner and returns its verdicts on the model', async () => {
   expect(outcome?.stages.map((s) => s.status)).toEqual(['passed', 'skipped', 'passed', 'passed']);
   expect(outcome?.facts.sha256).toBe(sha256);
 }, 30_000);
+
+describe('follows a download: reads the staging file as the progress on its stdin says it grows', () => {
+  const sandbox = () => createScannerSandbox({ exec: runCommand, policy: DEFAULT_QUARANTINE_POLICY.scanner });
+  /** A staging file written in pieces, each announced once on disk; `lines` replaces the announcements. */
+  function download(name: string, options: { stopAt?: number; lines?: string[] } = {}) {
+    const bytes = tinyModelBytes();
+    const path = join(dir, name);
+    writeFileSync(path, Buffer.alloc(0), { mode: 0o600 });
+    const progress = new PassThrough();
+    const controller = new AbortController();
+    const feed = async () => {
+      if (options.lines) {
+        for (const line of options.lines) progress.write(line);
+        return;
+      }
+      const stopAt = options.stopAt ?? bytes.length;
+      for (let at = 0; at < stopAt; ) {
+        const n = Math.min(3000, stopAt - at);
+        appendFileSync(path, bytes.subarray(at, at + n));
+        at += n;
+        progress.write(`${at}\n`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    const scanned = sandbox().scanFollowing!(path, { ...job(), follow: { sizeBytes: bytes.length } }, { progress, signal: controller.signal, timeoutMs: 0 });
+    return { scanned, feed, progress, controller };
+  }
+
+  it('the same verdicts as over the finished file', async () => {
+    const { scanned, feed, progress } = download('followed.gguf');
+    await feed();
+    progress.end();
+    const { sandbox: stage, outcome } = await scanned;
+    expect(stage).toMatchObject({ stage: 'Sandbox', status: 'passed' });
+    const whole = await sandbox().scan(artifact, job(), statSync(artifact).size);
+    expect(outcome?.stages).toEqual(whole.outcome?.stages);
+    expect(outcome?.facts).toMatchObject({ sha256, sizeBytes: whole.outcome?.facts.sizeBytes });
+  }, 30_000);
+
+  it.each([
+    ['a download that ends short', { stopAt: 5000 }],
+    ['a progress line that is not a byte count', { lines: ['100\n', 'x\n'] }],
+    ['progress that goes back', { lines: ['100\n', '50\n'] }],
+    ['progress past the size', { lines: ['99999999\n'] }],
+  ] as [string, { stopAt?: number; lines?: string[] }][])('rejects %s (the scanner exits)', async (name, options) => {
+    const { scanned, feed, progress } = download(`bad-${name.replace(/ /g, '-')}.gguf`, options);
+    await feed();
+    progress.end();
+    expect((await scanned).sandbox).toMatchObject({ status: 'failed', reason: Reason.ScannerCrashed });
+  }, 30_000);
+
+  it('is killed when the download fails', async () => {
+    const { scanned, progress, controller } = download('abandoned.gguf');
+    progress.write('0\n');
+    await new Promise((r) => setTimeout(r, 300));
+    controller.abort();
+    expect((await scanned).sandbox).toMatchObject({ status: 'failed', reason: Reason.ScannerKilled });
+  }, 30_000);
+});
 
 it('runs the tensor-tree job and returns the tree the scanner code computes in-process', async () => {
   const sandbox = createScannerSandbox({ exec: runCommand, policy: DEFAULT_QUARANTINE_POLICY.scanner });

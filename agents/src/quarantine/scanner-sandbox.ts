@@ -8,6 +8,7 @@
 // stdin, the outcome comes back on stdout; a crash, a kill or a timeout is a rejection with a
 // reason code, never an exception of the agent.
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Exec } from '../exec.js';
@@ -19,6 +20,13 @@ import { failed, passed, Reason, Stage, type StageResult } from './verdict.js';
 export interface ScannerSandbox {
   /** The verdict job: scans `artifactPath` (a host path) with `job` (whose artifactPath is replaced). */
   scan(artifactPath: string, job: ScanJob, sizeBytes: number): Promise<{ sandbox: StageResult; outcome?: ScanOutcome }>;
+  /**
+   * The verdict job over a file still being downloaded (`job.follow` says its final size): the
+   * scanner reads it as `progress` (lines of leading bytes written; its end is the end of the
+   * download) says it grows. `signal` stops it (the download failed); `timeoutMs` is added to the
+   * scanner's own time limit, for the download's.
+   */
+  scanFollowing?(artifactPath: string, job: ScanJob & { follow: { sizeBytes: number } }, follow: { progress: Readable; signal: AbortSignal; timeoutMs: number }): Promise<{ sandbox: StageResult; outcome?: ScanOutcome }>;
   /** The tensor-tree job over `artifactPath`, for an artifact that passed every check. */
   tensorTree(artifactPath: string, sizeBytes: number): Promise<{ sandbox: StageResult; outcome?: TensorTreeOutcome }>;
 }
@@ -145,7 +153,7 @@ export function createScannerSandbox(options: ScannerSandboxOptions): ScannerSan
   const { policy } = options;
 
   /** Runs one job in a fresh sandbox: its stdout, or the Sandbox failure that stopped it. */
-  async function run(artifactPath: string, job: ScannerJob, sizeBytes: number): Promise<{ stdout: string; timeoutMs: number } | { failure: StageResult }> {
+  async function run(artifactPath: string, job: ScannerJob, sizeBytes: number, follow?: { progress: Readable; signal: AbortSignal; timeoutMs: number }): Promise<{ stdout: string; timeoutMs: number } | { failure: StageResult }> {
     const gib = Math.max(1, Math.ceil(sizeBytes / GIB));
     let codeDir: string | undefined;
     if (!options.entry) {
@@ -166,11 +174,18 @@ export function createScannerSandbox(options: ScannerSandboxOptions): ScannerSan
       ...(options.entryArgs ? { entryArgs: options.entryArgs } : {}),
     });
     const finalCommand = options.prlimit ?? command;
-    const timeoutMs = policy.timeoutMs + policy.timeoutMsPerGiB * gib;
+    const timeoutMs = policy.timeoutMs + policy.timeoutMsPerGiB * gib + (follow?.timeoutMs ?? 0);
+    const line = JSON.stringify({ ...job, artifactPath: SANDBOX_ARTIFACT_PATH });
+    // Following a download, the job is the first line and the progress comes after it.
+    const input = follow ? Readable.from((async function* () {
+      yield `${line}\n`;
+      for await (const chunk of follow.progress) yield chunk as Buffer;
+    })()) : line;
     let result;
     try {
       result = await options.exec(finalCommand, args, {
-        input: JSON.stringify({ ...job, artifactPath: SANDBOX_ARTIFACT_PATH }),
+        input,
+        ...(follow ? { signal: follow.signal } : {}),
         timeoutMs,
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
         maxOutputBytes: MAX_OUTCOME_BYTES + 1,
@@ -196,6 +211,13 @@ export function createScannerSandbox(options: ScannerSandboxOptions): ScannerSan
       const outcome = parseScanOutcome(ran.stdout);
       if (!outcome) return { sandbox: invalid() };
       return { sandbox: passed(Stage.Sandbox, `scanned in the sandbox in ${outcome.facts.scanMs} ms`, { scanMs: outcome.facts.scanMs, timeoutMs: ran.timeoutMs }), outcome };
+    },
+    async scanFollowing(artifactPath, job, follow) {
+      const ran = await run(artifactPath, { ...job, kind: 'verdict' }, job.follow.sizeBytes, follow);
+      if ('failure' in ran) return { sandbox: ran.failure };
+      const outcome = parseScanOutcome(ran.stdout);
+      if (!outcome) return { sandbox: invalid() };
+      return { sandbox: passed(Stage.Sandbox, `scanned in the sandbox in ${outcome.facts.scanMs} ms, as it was downloaded`, { scanMs: outcome.facts.scanMs, timeoutMs: ran.timeoutMs }), outcome };
     },
     async tensorTree(artifactPath, sizeBytes) {
       const ran = await run(artifactPath, { kind: 'tensor-tree', version: SCANNER_PROTOCOL_VERSION, artifactPath: SANDBOX_ARTIFACT_PATH }, sizeBytes);

@@ -75,7 +75,7 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined | 
 
 interface Pod {
   metadata: { name: string; labels?: Record<string, string> };
-  spec: { nodeName?: string };
+  spec: { nodeName?: string; containers?: { image: string }[] };
   status: { phase?: string; containerStatuses?: { ready: boolean; restartCount: number }[] };
 }
 const podsOf = async (component: string) => (await kubectlJson<{ items: Pod[] }>(['get', 'pods', '-n', NS, '-l', `app.kubernetes.io/component=${component}`])).items;
@@ -226,6 +226,9 @@ it('kubectl logs and exec reach the agent Pod through the kubelet API; inside it
   expect(reviewed.status.user.extra['authentication.kubernetes.io/node-name']).toEqual([NODES.fleet.name]);
 }, 120_000);
 
+/** Samples a condition in a namespace every 100 ms until killed; one line per sample. */
+const sample = (namespace: string, probe: string) => harness.spawn(namespace, 'bash', ['-c', `while true; do ${probe}; sleep 0.1; done`]);
+const TABLE_PROBE = 'if nft list table inet secai >/dev/null 2>&1; then echo present; else echo ABSENT; fi';
 it('a Model from the node’s import inbox is quarantined in the agent Pod’s sandbox, Trusted in status, and served on the node', async () => {
   // The chart mounts the node's /var/lib/secai/import (here the fleet node's own) read-only.
   const inbox = join(runtimes.fleet!.root, 'secai', 'import');
@@ -271,7 +274,7 @@ it('a Model from the node’s import inbox is quarantined in the agent Pod’s s
 
 it('deleting the agent Pod: the node keeps its table while the DaemonSet’s new Pod starts and re-applies', async () => {
   const [agent] = await podsOf('agent');
-  const sampler = harness.spawn(netns.fleet!, 'bash', ['-c', 'while true; do if nft list table inet secai >/dev/null 2>&1; then echo present; else echo ABSENT; fi; sleep 0.1; done']);
+  const sampler = sample(netns.fleet!, TABLE_PROBE);
   let replacement: Pod | undefined;
   try {
     await kubectl(['delete', 'pod', '-n', NS, agent!.metadata.name, '--wait=true'], 120_000);
@@ -290,9 +293,6 @@ it('deleting the agent Pod: the node keeps its table while the DaemonSet’s new
   expect(await kubectl(['get', 'secainode', NODES.fleet.name, '-o', 'jsonpath={.status.conditions[?(@.type=="Compliant")].status}'])).toBe('True');
 }, 8 * 60_000);
 
-/** Samples a condition in a namespace every 100 ms until killed; one line per sample. */
-const sample = (namespace: string, probe: string) => harness.spawn(namespace, 'bash', ['-c', `while true; do ${probe}; sleep 0.1; done`]);
-const TABLE_PROBE = 'if nft list table inet secai >/dev/null 2>&1; then echo present; else echo ABSENT; fi';
 const holderLines = (sampler: NetnsProcess) =>
   sampler
     .stdout()
@@ -323,13 +323,13 @@ it('helm upgrade to a new image digest rolls the operator and the agent; the tab
   try {
     const upgraded = await helm(['upgrade', 'secai-fleet', join(REPO_ROOT, 'charts/secai-fleet'), '--namespace', NS, '--reuse-values', '--set', `image.digest=${digest}`]);
     expect(upgraded).toContain('STATUS: deployed');
-    const onNext = (pod: Pod & { spec: { containers?: { image: string }[] } }) => running(pod) && (pod.spec.containers ?? []).every((c) => c.image.endsWith(`@${digest}`));
+    const onNext = (pod: Pod) => running(pod) && (pod.spec.containers ?? []).every((c) => c.image.endsWith(`@${digest}`));
     await eventually('both operators on the new image', async () => {
-      const pods = (await podsOf('operator')) as (Pod & { spec: { containers?: { image: string }[] } })[];
+      const pods = await podsOf('operator');
       return pods.length === 2 && pods.every(onNext);
     }, 300_000, logsOf('cp'));
     const agent = await eventually('the agent on the new image', async () => {
-      const pods = (await podsOf('agent')) as (Pod & { spec: { containers?: { image: string }[] } })[];
+      const pods = await podsOf('agent');
       return pods.length === 1 && pods.every(onNext) ? pods[0] : undefined;
     }, 300_000, logsOf('fleet'));
     await eventually('the new agent applying its plan', async () => (await kubectl(['logs', '-n', NS, agent.metadata.name])).includes('"msg":"plan applied"'), 120_000);
